@@ -1,0 +1,62 @@
+"""chainrule: neural networks from scratch in NumPy, where every gradient is checked.
+
+>>> import chainrule as cr
+>>> net = cr.Network.from_sizes([2, 3, 3, 2], activation="sigmoid",
+...                             output_activation="sigmoid", optimizer=cr.SGD(lr=0.1), seed=0)
+>>> loss = net.train_step([0.2, 0.3], [0.3, 0.67])
+"""
+
+from ._version import __version__
+from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .augmentation import random_shift
+from .errors import ModelFileError, NonFiniteLossError
+from .gradcheck import GradientReport, check_gradients
+from .io import load
+from .layers import Dense, Dropout, Layer
+from .losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError, SquaredError
+from .network import Network
+from .optimizers import SGD, Adam, Optimizer
+from .training import (
+    Callback,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ProgressBar,
+    cosine_schedule,
+)
+from . import initializers
+
+__all__ = [
+    "__version__",
+    "Network",
+    "Layer",
+    "Dense",
+    "Dropout",
+    "Identity",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "Loss",
+    "SquaredError",
+    "MeanSquaredError",
+    "CrossEntropy",
+    "BinaryCrossEntropy",
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "initializers",
+    "check_gradients",
+    "GradientReport",
+    "load",
+    "History",
+    "Callback",
+    "EarlyStopping",
+    "ProgressBar",
+    "LearningRateScheduler",
+    "cosine_schedule",
+    "random_shift",
+    "ModelFileError",
+    "NonFiniteLossError",
+]

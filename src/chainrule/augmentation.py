@@ -1,0 +1,51 @@
+"""Data augmentation: new training inputs from old ones, fresh every epoch.
+
+An augmentation is a function ``(x, rng) -> x`` that ``fit(..., augment=...)``
+applies to each epoch's shuffled inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["random_shift"]
+
+
+def random_shift(
+    max_shift: int = 2, image_shape: tuple[int, int] = (28, 28)
+) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """Shift each flattened image by up to ``max_shift`` pixels in x and y, filling with 0.
+
+    A digit moved by a pixel or two is still the same digit, so the network
+    learns features that do not depend on exact position. Images sharing a
+    shift are moved together with one slice copy, so an epoch costs
+    ``(2 * max_shift + 1)**2`` array copies rather than one per image.
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    height, width = image_shape
+
+    def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if x.shape[-1] != height * width:
+            raise ValueError(
+                f"random_shift expects rows of {height * width} pixels ({height}x{width}), "
+                f"got shape {x.shape}"
+            )
+        images = x.reshape(-1, height, width)
+        out = np.zeros_like(images)
+        dy = rng.integers(-max_shift, max_shift + 1, size=len(images))
+        dx = rng.integers(-max_shift, max_shift + 1, size=len(images))
+        for sy in range(-max_shift, max_shift + 1):
+            for sx in range(-max_shift, max_shift + 1):
+                rows = np.flatnonzero((dy == sy) & (dx == sx))
+                if rows.size == 0:
+                    continue
+                # out[y + sy, x + sx] = in[y, x], cropped to the frame
+                out[rows, max(sy, 0) : height + min(sy, 0), max(sx, 0) : width + min(sx, 0)] = (
+                    images[rows, max(-sy, 0) : height + min(-sy, 0), max(-sx, 0) : width + min(-sx, 0)]
+                )
+        return out.reshape(x.shape)
+
+    return shift

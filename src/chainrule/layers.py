@@ -1,0 +1,263 @@
+"""Layers: the ``Layer`` interface, ``Dense`` and ``Dropout``.
+
+Every layer has the same three-part interface::
+
+    y = layer.forward(x)              # caches what backward needs
+    grad_x = layer.backward(grad_y)   # fills layer.grads, returns dL/dx
+    layer.parameters()                # name -> array, matching layer.grads
+
+``x`` is one sample shaped ``(features,)`` or a batch shaped
+``(batch, features)`` with one sample per row. ``backward`` *assigns* the
+parameter gradients (there is nothing to zero between steps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .initializers import Initializer, get_initializer, zeros
+
+__all__ = ["Layer", "Dense", "Dropout", "layer_from_config"]
+
+_REGISTRY: dict[str, type["Layer"]] = {}
+
+
+class Layer:
+    """Base class. Subclasses implement ``forward`` and ``backward``."""
+
+    #: Whether the layer is in training mode (``Dropout`` reads it).
+    training: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._x: np.ndarray | None = None
+        #: How errors name this layer; a Network sets it to "layer 2 (Dense(...))".
+        self.name = repr(self)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trainable arrays, by name (``"weight"``, ``"bias"``)."""
+        return self.params
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """``dL/dparameter`` from the last ``backward``, by the same names."""
+        return self.grads
+
+    def output_features(self, in_features: int) -> int:
+        """Width of the output for an input of width ``in_features``."""
+        return in_features
+
+    def astype(self, dtype: np.dtype | str) -> None:
+        """Cast parameters and gradient buffers to ``dtype`` in place."""
+        for name in self.params:
+            self.params[name] = self.params[name].astype(dtype, copy=False)
+            self.grads[name] = np.zeros_like(self.params[name])
+
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-able recipe that ``layer_from_config`` turns back into this layer."""
+        return {"type": type(self).__name__}
+
+    def _saved_input(self) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        return self._x
+
+    def __repr__(self) -> str:
+        args = {k: v for k, v in self.get_config().items() if k != "type"}
+        inner = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        return f"{type(self).__name__}({inner})"
+
+
+def layer_from_config(config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from ``Layer.get_config()`` output (parameters zeroed)."""
+    config = dict(config)
+    kind = config.pop("type", None)
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown layer type {kind!r}")
+    if cls is Dense:
+        config["init"] = zeros
+    return cls(**config)
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = x @ weight.T + bias``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Widths of input and output.
+    bias : bool
+        Whether to add a learned bias (the tutorials' delta rule has none).
+    init : str or callable
+        Weight initializer, a name (``"he_normal"``, ``"glorot_uniform"``, ...)
+        or a function ``(shape, rng) -> array``.
+    rng, seed :
+        Where the initial weights' randomness comes from.
+    dtype :
+        Parameter dtype. ``None`` keeps float64 until a ``Network`` casts it.
+
+    Notes
+    -----
+    ``weight`` has shape ``(out_features, in_features)``: row ``j`` holds the
+    weights into neuron ``j``, as in the tutorials and in ``torch.nn.Linear``.
+    For a batch ``x`` (n, in) and upstream gradient ``g = dL/dy`` (n, out)::
+
+        dL/dweight = g.T @ x        (out, in)   sum over the batch of outer(g_i, x_i)
+        dL/dbias   = g.sum(axis=0)  (out,)
+        dL/dx      = g @ weight     (n, in)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str | Initializer = "glorot_uniform",
+        *,
+        rng: np.random.Generator | None = None,
+        seed: int | None = None,
+        dtype: np.dtype | str | None = None,
+    ) -> None:
+        for label, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Dense {label} must be a positive integer, got {value!r}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.use_bias = bool(bias)
+        super().__init__()
+        if rng is None:
+            rng = np.random.default_rng(seed)
+        dtype = np.dtype(dtype if dtype is not None else np.float64)
+        shape = (self.out_features, self.in_features)
+        weight = np.asarray(get_initializer(init)(shape, rng), dtype=dtype)
+        if weight.shape != shape:
+            raise ValueError(f"initializer returned shape {weight.shape}, expected {shape}")
+        self.params["weight"] = weight
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.out_features, dtype=dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self.params["weight"]
+
+    @weight.setter
+    def weight(self, value: np.ndarray) -> None:
+        self._assign("weight", value)
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        return self.params.get("bias")
+
+    @bias.setter
+    def bias(self, value: np.ndarray) -> None:
+        if not self.use_bias:
+            raise ValueError(f"{self.name} was built with bias=False")
+        self._assign("bias", value)
+
+    def _assign(self, name: str, value: np.ndarray) -> None:
+        # Copy into the existing array, so optimizer state and dtype stay attached.
+        value = np.asarray(value)
+        target = self.params[name]
+        if value.shape != target.shape:
+            raise ValueError(
+                f"{self.name}: {name} must have shape {target.shape}, got {value.shape}"
+            )
+        target[...] = value
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim not in (1, 2) or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self.name}: expected input of shape (batch, {self.in_features}) or "
+                f"({self.in_features},), got shape {x.shape}"
+            )
+        self._x = x
+        y = x @ self.params["weight"].T
+        if self.use_bias:
+            y += self.params["bias"]
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        x = self._saved_input()
+        g = grad_output
+        if g.shape[:-1] != x.shape[:-1] or g.shape[-1] != self.out_features:
+            raise ValueError(
+                f"{self.name}: grad_output must have shape {x.shape[:-1] + (self.out_features,)}, "
+                f"got {g.shape}"
+            )
+        if x.ndim == 1:
+            np.outer(g, x, out=self.grads["weight"])
+            if self.use_bias:
+                self.grads["bias"][...] = g
+        else:
+            np.matmul(g.T, x, out=self.grads["weight"])
+            if self.use_bias:
+                np.sum(g, axis=0, out=self.grads["bias"])
+        return g @ self.params["weight"]
+
+    def output_features(self, in_features: int) -> int:
+        return self.out_features
+
+    def __repr__(self) -> str:
+        extra = "" if self.use_bias else ", bias=False"
+        return f"Dense({self.in_features}, {self.out_features}{extra})"
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": "Dense",
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.use_bias,
+        }
+
+
+class Dropout(Layer):
+    """Inverted dropout: zero each input with probability ``p`` while training.
+
+    Survivors are scaled by ``1 / (1 - p)`` so the expected activation is the
+    same in training and in inference, where the layer passes ``x`` through.
+    The backward pass lets gradient through the same survivors, equally scaled.
+    """
+
+    def __init__(
+        self, p: float = 0.5, *, rng: np.random.Generator | None = None, seed: int | None = None
+    ) -> None:
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout probability p must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        super().__init__()
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+        self._mask = (keep >= self.p).astype(x.dtype)
+        self._mask *= 1.0 / (1.0 - self.p)
+        return x * self._mask
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        if self._mask is None:
+            return grad_output
+        return grad_output * self._mask
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "Dropout", "p": self.p}

@@ -1,0 +1,344 @@
+"""The one model class: a sequence of layers, a loss and an optimizer."""
+
+from __future__ import annotations
+
+import math
+from os import PathLike
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .activations import get_activation
+from .errors import NonFiniteLossError
+from .initializers import Initializer, default_initializer
+from .layers import Dense, Dropout, Layer
+from .losses import Loss, SquaredError, get_loss
+from .optimizers import SGD, Optimizer, get_optimizer
+
+__all__ = ["Network"]
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Network:
+    """A feed-forward network: ``forward`` runs the layers in order, ``backward`` in reverse.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        For example ``[Dense(784, 128), ReLU(), Dense(128, 10)]``.
+    loss : Loss or str
+        ``SquaredError()`` (the default, the tutorials' error), ``CrossEntropy()``, ...
+    optimizer : Optimizer or str
+        ``SGD(lr=0.1)`` (the default is ``SGD(lr=0.01)``), ``Adam()``, ...
+    dtype : "float32" or "float64"
+        Parameters, activations and gradients all stay in this dtype.
+
+    Parameter names follow a PyTorch ``nn.Sequential`` state dict: the weight
+    of ``layers[2]`` is ``"2.weight"``.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        loss: Loss | str = "squared_error",
+        optimizer: Optimizer | str | None = None,
+        dtype: str | np.dtype = "float32",
+    ) -> None:
+        self.layers: list[Layer] = list(layers)
+        if not self.layers:
+            raise ValueError("a Network needs at least one layer")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] is {layer!r}, not a chainrule Layer")
+            if any(layer is other for other in self.layers[:i]):
+                raise ValueError(f"layers[{i}] appears twice; each position needs its own layer")
+            layer.name = f"layer {i} ({layer!r})"
+        self.loss = get_loss(loss)
+        self.optimizer = get_optimizer(optimizer) if optimizer is not None else SGD(lr=0.01)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        for layer in self.layers:
+            layer.astype(self.dtype)
+        self.training = True
+        #: Set by a callback (e.g. EarlyStopping) to end ``fit`` after the current epoch.
+        self.stop_training = False
+        self._check_widths()
+
+    @classmethod
+    def from_sizes(
+        cls,
+        sizes: Sequence[int],
+        activation: str | Layer = "relu",
+        output_activation: str | Layer | None = None,
+        loss: Loss | str = "squared_error",
+        optimizer: Optimizer | str | None = None,
+        init: str | Initializer | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+        seed: int | None = None,
+        dtype: str | np.dtype = "float32",
+    ) -> "Network":
+        """Build a network from its layer sizes, the tutorials' ``[2, 3, 3, 2]``.
+
+        ``sizes[0]`` is the input width and ``sizes[-1]`` the output width;
+        every hidden ``Dense`` is followed by ``activation`` (and by
+        ``Dropout(dropout)`` when ``dropout > 0``), the last by
+        ``output_activation`` if one is given. ``init`` defaults to He for
+        relu-family activations and Glorot otherwise.
+        """
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes needs at least two positive widths, got {sizes}")
+        rng = np.random.default_rng(seed)
+        act_name = activation if isinstance(activation, str) else type(activation).__name__
+        act_name = {"ReLU": "relu", "LeakyReLU": "leaky_relu"}.get(act_name, act_name)
+        weight_init = init if init is not None else default_initializer(act_name)
+        layers: list[Layer] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Dense(n_in, n_out, bias=bias, init=weight_init, rng=rng, dtype=dtype))
+            last = i == len(sizes) - 2
+            act = get_activation(output_activation if last else activation)
+            if act is not None:
+                layers.append(act)
+            if dropout and not last:
+                layers.append(Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63))))
+        return cls(layers, loss=loss, optimizer=optimizer, dtype=dtype)
+
+    # -- the math ---------------------------------------------------------------
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run ``x`` (one sample ``(features,)`` or a batch ``(n, features)``) through every layer."""
+        x = self._as_input(x)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output: np.ndarray | None = None) -> np.ndarray:
+        """Backpropagate ``dL/doutput`` (by default the loss's) through every layer.
+
+        Fills each layer's ``grads`` and returns ``dL/dinput``.
+        """
+        grad = self.loss.backward() if grad_output is None else grad_output
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def train_step(self, x: np.ndarray, y: Any) -> float:
+        """One optimizer step on ``(x, y)``; returns the loss before the step.
+
+        If the loss is NaN or infinite the step is not applied and
+        ``NonFiniteLossError`` is raised, so the weights stay finite.
+        """
+        loss = self.loss.forward(self.forward(x), y)
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"the loss is {loss}; the weights were left as they were")
+        self.backward()
+        params, grads = [], []
+        for layer in self.layers:
+            params.extend(layer.params.values())
+            grads.extend(layer.grads.values())
+        self.optimizer.step(params, grads)
+        return loss
+
+    # -- inference ------------------------------------------------------------
+
+    def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """The network's output for ``x`` in inference mode (dropout off)."""
+        with self._mode(training=False):
+            if batch_size is None or self._as_input(x).ndim == 1:
+                return self.forward(x)
+            x = self._as_input(x)
+            return np.concatenate(
+                [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            )
+
+    def evaluate(self, x: np.ndarray, y: Any, batch_size: int | None = None) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)`` in inference mode.
+
+        ``accuracy`` is present for classification losses only.
+        """
+        pred = self.predict(x, batch_size=batch_size)
+        result = {"loss": self.loss.forward(pred, y)}
+        accuracy = self.loss.accuracy(pred, y)
+        if accuracy is not None:
+            result["accuracy"] = accuracy
+        return result
+
+    # -- training loop (in training.py) ------------------------------------------
+
+    def fit(self, x: np.ndarray, y: Any, epochs: int = 1, batch_size: int = 32, **kwargs: Any):
+        """Train for ``epochs`` passes over ``(x, y)``; see ``chainrule.training.fit``."""
+        from .training import fit
+
+        return fit(self, x, y, epochs=epochs, batch_size=batch_size, **kwargs)
+
+    # -- parameters --------------------------------------------------------------
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Every trainable array by PyTorch state-dict name (``"0.weight"``), live, not copies."""
+        return {
+            f"{i}.{name}": array
+            for i, layer in enumerate(self.layers)
+            for name, array in layer.params.items()
+        }
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """``dL/dparameter`` from the last ``backward``, by the same names as ``parameters``."""
+        return {
+            f"{i}.{name}": array
+            for i, layer in enumerate(self.layers)
+            for name, array in layer.grads.items()
+        }
+
+    def load_parameters(self, tensors: dict[str, np.ndarray]) -> None:
+        """Copy ``tensors`` (a state dict) into the network.
+
+        Every parameter must be present with its exact shape, and nothing
+        else; errors name the offending tensor.
+        """
+        own = self.parameters()
+        missing = [name for name in own if name not in tensors]
+        extra = [name for name in tensors if name not in own]
+        if missing:
+            raise ValueError(f"missing tensor {missing[0]!r} (expected shape {own[missing[0]].shape})")
+        if extra:
+            raise ValueError(f"unexpected tensor {extra[0]!r}: this network has no such parameter")
+        for name, array in own.items():
+            value = np.asarray(tensors[name])
+            if value.shape != array.shape:
+                raise ValueError(
+                    f"tensor {name!r} has shape {value.shape}, expected {array.shape}"
+                )
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"tensor {name!r} contains NaN or infinite values")
+        for name, array in own.items():
+            array[...] = tensors[name]
+
+    def astype(self, dtype: str | np.dtype) -> "Network":
+        """Switch the whole network (parameters, and so every activation) to ``dtype``, in place."""
+        dtype = np.dtype(dtype)
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        for layer in self.layers:
+            layer.astype(dtype)
+        for state in self.optimizer.state:
+            for key, value in state.items():
+                state[key] = value.astype(dtype)
+        self.dtype = dtype
+        return self
+
+    @property
+    def in_features(self) -> int | None:
+        """Width of the input, from the first layer that fixes it."""
+        for layer in self.layers:
+            if hasattr(layer, "in_features"):
+                return layer.in_features
+        return None
+
+    @property
+    def out_features(self) -> int | None:
+        """Width of the output (``None`` if no layer fixes it)."""
+        width = self.in_features
+        if width is None:
+            return None
+        for layer in self.layers:
+            width = layer.output_features(width)
+        return width
+
+    def save(self, path: str | PathLike) -> None:
+        """Write the model to a ``.safetensors`` file; see ``chainrule.io.save``."""
+        from .io import save
+
+        save(self, path)
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts."""
+        rows = [("#", "layer", "output shape", "parameters")]
+        width = self.in_features
+        total = 0
+        for i, layer in enumerate(self.layers):
+            if width is not None:
+                width = layer.output_features(width)
+            count = sum(p.size for p in layer.params.values())
+            total += count
+            shape = f"(batch, {width})" if width is not None else "?"
+            rows.append((str(i), repr(layer), shape, f"{count:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = [
+            "  ".join(
+                cell.rjust(w) if c in (0, 3) else cell.ljust(w)
+                for c, (cell, w) in enumerate(zip(row, widths))
+            ).rstrip()
+            for row in rows
+        ]
+        rule = "-" * len(max(lines, key=len))
+        lines.insert(1, rule)
+        lines.append(rule)
+        lines.append(f"total parameters: {total:,}   dtype: {self.dtype}")
+        lines.append(f"loss: {self.loss!r}   optimizer: {self.optimizer!r}")
+        return "\n".join(lines)
+
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as JSON-able data (saved with the weights)."""
+        return {
+            "layers": [layer.get_config() for layer in self.layers],
+            "loss": self.loss.get_config(),
+            "optimizer": self.optimizer.get_config(),
+            "dtype": str(self.dtype),
+        }
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Network([{inner}], loss={self.loss!r}, dtype={str(self.dtype)!r})"
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _as_input(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype != self.dtype:
+            if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+                raise TypeError(f"input must be numeric, got dtype {x.dtype}")
+            x = x.astype(self.dtype)
+        if x.ndim not in (1, 2):
+            raise ValueError(
+                f"input must be one sample (features,) or a batch (n, features), got shape {x.shape}"
+            )
+        return x
+
+    def _check_widths(self) -> None:
+        width = None
+        for layer in self.layers:
+            n_in = getattr(layer, "in_features", None)
+            if n_in is not None and width is not None and n_in != width:
+                raise ValueError(
+                    f"{layer.name} expects {n_in} input features but the layer before it "
+                    f"produces {width}"
+                )
+            if width is not None or n_in is not None:
+                width = layer.output_features(width if width is not None else n_in)
+
+    def _mode(self, training: bool) -> "_Mode":
+        return _Mode(self, training)
+
+
+class _Mode:
+    """Context manager that sets training/inference mode and restores it afterwards."""
+
+    def __init__(self, network: Network, training: bool) -> None:
+        self.network, self.training = network, training
+
+    def __enter__(self) -> None:
+        self.saved = self.network.training
+        _set_training(self.network.layers, self.training)
+        self.network.training = self.training
+
+    def __exit__(self, *exc: object) -> None:
+        _set_training(self.network.layers, self.saved)
+        self.network.training = self.saved
+
+
+def _set_training(layers: Iterable[Layer], training: bool) -> None:
+    for layer in layers:
+        layer.training = training

@@ -1,0 +1,170 @@
+"""Optimizers: a rule for turning gradients into parameter updates.
+
+An optimizer holds only its hyperparameters and its per-parameter state (a
+momentum buffer, Adam's moments). ``step(params, grads)`` updates the arrays
+in ``params`` in place, so they keep their dtype and identity; the i-th
+state belongs to the i-th parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
+
+
+def _check(name: str, value: float, low: float = 0.0, high: float | None = None) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value < low or (high is not None and value >= high):
+        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise ValueError(f"invalid {name} {value!r}: must be {bound}")
+    return value
+
+
+class Optimizer:
+    """Base class: hyperparameters plus a list of per-parameter state dicts."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _check("learning rate lr", lr)
+        self.state: list[dict[str, np.ndarray]] = []
+        self.steps = 0
+
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
+        """Update every ``params[i]`` in place from ``grads[i]``."""
+        if len(self.state) != len(params):
+            self.state = [self._new_state(p) for p in params]
+        self.steps += 1
+        for p, g, s in zip(params, grads, self.state):
+            self._update(p, g, s)
+
+    def _new_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
+        return {}
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget all state (momentum, moments, step count)."""
+        self.state = []
+        self.steps = 0
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "lr": self.lr}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum and weight decay.
+
+    The update, for each parameter ``p`` with gradient ``g`` (PyTorch's rule)::
+
+        g = g + weight_decay * p
+        b = momentum * b + g                  (b starts at 0)
+        g = g + momentum * b   if nesterov   else   b
+        p = p - lr * g
+
+    With ``momentum=0`` this is the tutorials' ``weight -= alpha * delta``.
+    """
+
+    def __init__(
+        self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        self.momentum = _check("momentum", momentum)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = _check("weight_decay", weight_decay)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+
+    def _new_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
+        return {"momentum": np.zeros_like(p)} if self.momentum else {}
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            b = state["momentum"]
+            b *= self.momentum
+            b += g
+            g = g + self.momentum * b if self.nesterov else b
+        p -= self.lr * g
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": "SGD", "lr": self.lr, "momentum": self.momentum,
+            "nesterov": self.nesterov, "weight_decay": self.weight_decay,
+        }
+
+
+class Adam(Optimizer):
+    """Adam: per-weight step sizes from running moments of the gradient.
+
+    For step ``t`` (counting from 1)::
+
+        g = g + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g          mean of g
+        v = beta2 * v + (1 - beta2) * g**2       mean of g**2
+        p = p - lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
+
+    The ``1 - beta**t`` factors undo the bias of starting ``m`` and ``v`` at 0.
+    """
+
+    def __init__(
+        self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        beta1, beta2 = betas
+        self.betas = (_check("beta1", beta1, 0.0, 1.0), _check("beta2", beta2, 0.0, 1.0))
+        self.eps = _check("eps", eps)
+        self.weight_decay = _check("weight_decay", weight_decay)
+
+    def _new_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
+        return {"m": np.zeros_like(p), "v": np.zeros_like(p)}
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        beta1, beta2 = self.betas
+        t = self.steps
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        m, v = state["m"], state["v"]
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
+        step_size = self.lr / (1.0 - beta1**t)
+        denom = np.sqrt(v)
+        denom *= 1.0 / math.sqrt(1.0 - beta2**t)
+        denom += self.eps
+        p -= step_size * (m / denom)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+            "weight_decay": self.weight_decay,
+        }
+
+
+_BY_NAME: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+
+
+def get_optimizer(optimizer: str | Optimizer | dict, **kwargs: Any) -> Optimizer:
+    """An optimizer from an instance, a name (``"adam"``, with keyword arguments) or a config."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, dict):
+        kwargs = {k: v for k, v in optimizer.items() if k != "type"}
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(kwargs["betas"])
+        optimizer = str(optimizer.get("type", ""))
+    cls = _BY_NAME.get(str(optimizer).lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(_BY_NAME)}")
+    return cls(**kwargs)

@@ -1,0 +1,343 @@
+"""The training loop: minibatches, epochs, history and callbacks.
+
+``fit`` only orchestrates: each step is ``Network.train_step``, where the
+math lives. Callbacks watch the loop and may stop it; they never change the
+math.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import NonFiniteLossError
+
+__all__ = [
+    "fit",
+    "History",
+    "Callback",
+    "EarlyStopping",
+    "ProgressBar",
+    "LearningRateScheduler",
+    "cosine_schedule",
+    "check_finite",
+]
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class History:
+    """Per-epoch metrics of a ``fit`` run: ``history["loss"]``, ``history["val_accuracy"]``...."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.metrics: dict[str, list[float]] = {}
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epochs.append(epoch)
+        for key, value in logs.items():
+            self.metrics.setdefault(key, []).append(float(value))
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.metrics[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.metrics
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 6) for k, v in self.metrics.items()}
+        return f"History(epochs={len(self.epochs)}, last={last})"
+
+
+class Callback:
+    """Hooks into ``fit``. Override what you need; ``self.network`` is set at the start."""
+
+    network: Any = None
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
+        pass
+
+    def on_batch_end(self, step: int, logs: dict[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        pass
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        pass
+
+
+def check_finite(array: np.ndarray, what: str) -> None:
+    """Raise ``ValueError`` naming the first row of ``array`` holding NaN or infinity."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    rows = finite.reshape(len(array), -1).all(axis=1) if array.ndim else finite
+    row = int(np.flatnonzero(~rows)[0])
+    raise ValueError(f"{what} contains NaN or infinite values, first in row {row}")
+
+
+def fit(
+    network: Any,
+    x: np.ndarray,
+    y: Any,
+    epochs: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    validation_data: tuple[np.ndarray, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    seed: int | None = None,
+    verbose: int = 1,
+    augment: Augment | None = None,
+) -> History:
+    """Train ``network`` on ``(x, y)`` with minibatch steps.
+
+    Parameters
+    ----------
+    x : array (n, features)
+    y : targets, one per row of ``x`` (labels or rows)
+    epochs, batch_size : int
+        Passes over the data and samples per optimizer step (the last batch
+        of an epoch may be smaller).
+    shuffle : bool
+        Visit the rows in a fresh random order every epoch.
+    validation_data : (x_val, y_val), optional
+        Evaluated after every epoch as ``val_loss`` (and ``val_accuracy``).
+    callbacks : Callbacks, e.g. ``EarlyStopping``, ``LearningRateScheduler``.
+    seed : int, optional
+        Seeds the shuffling and augmentation, so a run can be repeated.
+    verbose : 0, 1 or 2
+        0 prints nothing, 1 a progress bar per epoch, 2 one line per epoch.
+    augment : callable ``(x_epoch, rng) -> x_epoch``, optional
+        Applied to each epoch's (shuffled) inputs, e.g. ``random_shift()``.
+
+    Returns
+    -------
+    History
+        ``loss`` per epoch (the mean training loss over its steps) and the
+        validation metrics.
+    """
+    epochs, batch_size = int(epochs), int(batch_size)
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x, y = _check_data(network, x, y, "training")
+    if validation_data is not None:
+        x_val, y_val = _check_data(network, *validation_data, "validation")
+    n = len(x)
+    rng = np.random.default_rng(seed)
+
+    callbacks = list(callbacks)
+    if verbose:
+        callbacks.insert(0, ProgressBar(verbose=verbose))
+    batch_hooks = [c for c in callbacks if type(c).on_batch_end is not Callback.on_batch_end]
+    history = History()
+    for callback in callbacks:
+        callback.network = network
+    network.stop_training = False
+    network.training = True
+    for layer in network.layers:
+        layer.training = True
+
+    n_batches = math.ceil(n / batch_size)
+    for callback in callbacks:
+        callback.on_train_begin({"epochs": epochs, "steps": n_batches, "samples": n})
+    for epoch in range(epochs):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch, {"steps": n_batches})
+        if shuffle:
+            order = rng.permutation(n)
+            x_epoch, y_epoch = x[order], y[order]
+        else:
+            x_epoch, y_epoch = x, y
+        if augment is not None:
+            x_epoch = np.asarray(augment(x_epoch, rng), dtype=network.dtype)
+        total = 0.0
+        for step in range(n_batches):
+            start = step * batch_size
+            xb, yb = x_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
+            try:
+                loss = network.train_step(xb, yb)
+            except NonFiniteLossError as error:
+                lr = getattr(network.optimizer, "lr", None)
+                raise NonFiniteLossError(
+                    f"training diverged at epoch {epoch + 1}, step {step + 1}: {error}. "
+                    f"Try a smaller learning rate (lr is {lr})."
+                ) from None
+            total += loss * len(xb)
+            for callback in batch_hooks:
+                callback.on_batch_end(step, {"loss": loss})
+        logs = {"loss": total / n if n else float("nan")}
+        if validation_data is not None:
+            for key, value in network.evaluate(x_val, y_val, batch_size=4096).items():
+                logs[f"val_{key}"] = value
+        history.append(epoch, logs)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if network.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end({"history": history})
+    return history
+
+
+def _check_data(network: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a dataset once, before any step, and cast ``x`` to the network's dtype."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{what} inputs must be shaped (n, features), got shape {x.shape}")
+    y = np.asarray(y)
+    if len(y) != len(x):
+        raise ValueError(f"{what} data has {len(x)} inputs but {len(y)} targets")
+    check_finite(x, f"{what} inputs")
+    check_finite(y, f"{what} targets")
+    x = network._as_input(x)
+    n_in = network.in_features
+    if n_in is not None and x.shape[1] != n_in:
+        raise ValueError(
+            f"{network.layers[0].name}: expected {what} inputs with {n_in} features, "
+            f"got shape {x.shape}"
+        )
+    n_out = network.out_features
+    if n_out is not None:
+        network.loss.check_target(y, n_out)
+    return x, y
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running loss (``verbose=1``) or a line per epoch (2)."""
+
+    def __init__(self, verbose: int = 1, file: Any = None) -> None:
+        self.verbose = verbose
+        self.file = file
+        self._bar = None
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        self.epochs = logs["epochs"]
+        self._start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
+        self._epoch_start = time.perf_counter()
+        self._total, self._count = 0.0, 0
+        if self.verbose == 1:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=logs["steps"], desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                leave=True, file=self.file or sys.stderr, dynamic_ncols=True, mininterval=0.2,
+            )
+
+    def on_batch_end(self, step: int, logs: dict[str, float]) -> None:
+        if self._bar is None:
+            return
+        self._total += logs["loss"]
+        self._count += 1
+        if step % 16 == 0:
+            self._bar.set_postfix_str(f"loss {self._total / self._count:.4f}", refresh=False)
+        self._bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        text = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
+        seconds = time.perf_counter() - self._epoch_start
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+            self._bar.close()
+            self._bar = None
+        else:
+            print(f"epoch {epoch + 1}/{self.epochs}  {text}  ({seconds:.2f} s)",
+                  file=self.file or sys.stdout, flush=True)
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best_weights`` the network ends with the weights of its best epoch.
+    """
+
+    def __init__(
+        self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+        mode: str = "auto", restore_best_weights: bool = True,
+    ) -> None:
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if mode == "auto":
+            mode = "max" if "accuracy" in monitor else "min"
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(min_delta)
+        self.mode, self.restore_best_weights = mode, restore_best_weights
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.stopped_epoch, self._wait = None, None, None, 0
+        self._best_weights: dict[str, np.ndarray] | None = None
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.monitor not in logs:
+            raise KeyError(
+                f"EarlyStopping monitors {self.monitor!r}, but fit reports only "
+                f"{sorted(logs)} (pass validation_data for val_ metrics)"
+            )
+        value = logs[self.monitor]
+        if self._improved(value):
+            self.best, self.best_epoch, self._wait = value, epoch, 0
+            if self.restore_best_weights:
+                self._best_weights = {k: v.copy() for k, v in self.network.parameters().items()}
+        else:
+            self._wait += 1
+            if self._wait >= self.patience:
+                self.stopped_epoch = epoch
+                self.network.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        if self.restore_best_weights and self._best_weights is not None:
+            self.network.load_parameters(self._best_weights)
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's ``lr`` to ``schedule(epoch)`` at the start of every epoch."""
+
+    def __init__(self, schedule: Callable[[int], float]) -> None:
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
+        lr = float(self.schedule(epoch))
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"the schedule gave an invalid learning rate {lr!r} at epoch {epoch}")
+        self.network.optimizer.lr = lr
+
+
+def cosine_schedule(lr: float, epochs: int, final_lr: float = 0.0) -> Callable[[int], float]:
+    """``lr`` annealed to ``final_lr`` along half a cosine over ``epochs`` epochs."""
+
+    def schedule(epoch: int) -> float:
+        progress = min(epoch / max(epochs - 1, 1), 1.0)
+        return final_lr + 0.5 * (lr - final_lr) * (1.0 + math.cos(math.pi * progress))
+
+    return schedule
