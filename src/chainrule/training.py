@@ -111,7 +111,8 @@ def fit(
     y : targets, one per row of ``x`` (labels or rows)
     epochs, batch_size : int
         Passes over the data and samples per optimizer step (the last batch
-        of an epoch may be smaller).
+        of an epoch may be smaller). Setting ``network.stop_training = True``
+        (from a callback or a signal handler) ends training after the current step.
     shuffle : bool
         Visit the rows in a fresh random order every epoch.
     validation_data : (x_val, y_val), optional
@@ -166,7 +167,7 @@ def fit(
             x_epoch, y_epoch = x, y
         if augment is not None:
             x_epoch = np.asarray(augment(x_epoch, rng), dtype=network.dtype)
-        total = 0.0
+        total, seen = 0.0, 0
         for step in range(n_batches):
             start = step * batch_size
             xb, yb = x_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
@@ -179,9 +180,12 @@ def fit(
                     f"Try a smaller learning rate (lr is {lr})."
                 ) from None
             total += loss * len(xb)
+            seen += len(xb)
             for callback in batch_hooks:
                 callback.on_batch_end(step, {"loss": loss})
-        logs = {"loss": total / n if n else float("nan")}
+            if network.stop_training:  # e.g. Ctrl-C in the CLI: stop after this step
+                break
+        logs = {"loss": total / seen if seen else float("nan")}
         if validation_data is not None:
             for key, value in network.evaluate(x_val, y_val, batch_size=4096).items():
                 logs[f"val_{key}"] = value
