@@ -6,6 +6,7 @@
 >>> loss = net.train_step([0.2, 0.3], [0.3, 0.67])
 """
 
+from . import initializers
 from ._version import __version__
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .augmentation import random_shift
@@ -24,7 +25,6 @@ from .training import (
     ProgressBar,
     cosine_schedule,
 )
-from . import initializers
 
 __all__ = [
     "__version__",

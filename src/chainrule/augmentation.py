@@ -6,7 +6,7 @@ applies to each epoch's shuffled inputs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -17,7 +17,7 @@ limits used below.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import numpy as np
 
@@ -102,7 +102,7 @@ _BY_NAME: dict[str, Initializer] = {
 }
 
 
-def get_initializer(init: Union[str, Initializer]) -> Initializer:
+def get_initializer(init: str | Initializer) -> Initializer:
     """Resolve a name (``"he_normal"``) or a callable to an initializer."""
     if callable(init):
         return init

@@ -15,7 +15,7 @@ from .layers import Dense, Dropout, Layer
 from .losses import Loss, SquaredError, get_loss
 from .optimizers import SGD, Optimizer, get_optimizer
 
-__all__ = ["Network"]
+__all__ = ["Network", "check_tensors"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -199,20 +199,7 @@ class Network:
         else; errors name the offending tensor.
         """
         own = self.parameters()
-        missing = [name for name in own if name not in tensors]
-        extra = [name for name in tensors if name not in own]
-        if missing:
-            raise ValueError(f"missing tensor {missing[0]!r} (expected shape {own[missing[0]].shape})")
-        if extra:
-            raise ValueError(f"unexpected tensor {extra[0]!r}: this network has no such parameter")
-        for name, array in own.items():
-            value = np.asarray(tensors[name])
-            if value.shape != array.shape:
-                raise ValueError(
-                    f"tensor {name!r} has shape {value.shape}, expected {array.shape}"
-                )
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"tensor {name!r} contains NaN or infinite values")
+        check_tensors({name: array.shape for name, array in own.items()}, tensors)
         for name, array in own.items():
             array[...] = tensors[name]
 
@@ -327,6 +314,27 @@ class Network:
 
     def _mode(self, training: bool) -> "_Mode":
         return _Mode(self, training)
+
+
+def check_tensors(expected: dict[str, tuple[int, ...]], tensors: dict[str, Any]) -> None:
+    """Check a state dict against the expected names and shapes.
+
+    Raises ``ValueError`` naming the first missing, unexpected or mis-shaped
+    tensor, or one holding NaN or infinity.
+    """
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        name = missing[0]
+        raise ValueError(f"missing tensor {name!r} (expected shape {tuple(expected[name])})")
+    extra = [name for name in tensors if name not in expected]
+    if extra:
+        raise ValueError(f"unexpected tensor {extra[0]!r}: this network has no such parameter")
+    for name, shape in expected.items():
+        value = np.asarray(tensors[name])
+        if value.shape != tuple(shape):
+            raise ValueError(f"tensor {name!r} has shape {value.shape}, expected {tuple(shape)}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"tensor {name!r} contains NaN or infinite values")
 
 
 class _Mode:

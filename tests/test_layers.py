@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.layers import layer_from_config
+
+
+def test_dense_hand_computed_values():
+    layer = cr.Dense(3, 2)
+    layer.weight = [[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]
+    layer.bias = [0.5, -0.5]
+    x = np.array([[1.0, 1.0, 1.0], [2.0, 0.0, -1.0]])
+    np.testing.assert_allclose(layer.forward(x), [[6.5, -1.0], [-0.5, -2.5]])
+    g = np.array([[1.0, 0.0], [0.0, 2.0]])
+    grad_x = layer.backward(g)
+    # dL/dW = g.T @ x, dL/db = sum of g rows, dL/dx = g @ W
+    np.testing.assert_allclose(layer.grads["weight"], [[1.0, 1.0, 1.0], [4.0, 0.0, -2.0]])
+    np.testing.assert_allclose(layer.grads["bias"], [1.0, 2.0])
+    np.testing.assert_allclose(grad_x, [[1.0, 2.0, 3.0], [-2.0, 1.0, 0.0]])
+
+
+def test_dense_single_sample_matches_batch_of_one():
+    layer = cr.Dense(4, 3, seed=0)
+    x = np.arange(4.0)
+    y1 = layer.forward(x)
+    g1 = layer.backward(np.ones(3))
+    w1 = layer.grads["weight"].copy()
+    yb = layer.forward(x[None, :])
+    gb = layer.backward(np.ones((1, 3)))
+    assert y1.shape == (3,) and g1.shape == (4,)
+    np.testing.assert_allclose(y1, yb[0])
+    np.testing.assert_allclose(g1, gb[0])
+    np.testing.assert_allclose(w1, layer.grads["weight"])
+
+
+def test_dense_without_bias_has_only_weight():
+    layer = cr.Dense(3, 1, bias=False)
+    assert list(layer.parameters()) == ["weight"]
+    assert layer.bias is None
+    with pytest.raises(ValueError, match="bias=False"):
+        layer.bias = [1.0]
+
+
+def test_dense_shapes_follow_pytorch_linear():
+    layer = cr.Dense(784, 128)
+    assert layer.weight.shape == (128, 784)
+    assert layer.bias.shape == (128,)
+
+
+def test_dense_wrong_feature_count_names_shapes():
+    layer = cr.Dense(4, 2)
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, 4\).*got shape \(5, 3\)"):
+        layer.forward(np.zeros((5, 3)))
+
+
+def test_dense_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="in_features"):
+        cr.Dense(0, 3)
+    with pytest.raises(ValueError, match="out_features"):
+        cr.Dense(3, 2.5)
+
+
+def test_weight_assignment_checks_shape_and_keeps_array():
+    layer = cr.Dense(2, 2)
+    before = layer.weight
+    layer.weight = np.eye(2)
+    assert layer.weight is before
+    with pytest.raises(ValueError, match=r"weight must have shape \(2, 2\)"):
+        layer.weight = np.zeros((3, 2))
+
+
+def test_backward_before_forward_is_an_error():
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        cr.Dense(2, 2).backward(np.zeros((1, 2)))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        cr.ReLU().backward(np.zeros((1, 2)))
+
+
+def test_dense_backward_checks_grad_shape():
+    layer = cr.Dense(3, 2)
+    layer.forward(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        layer.backward(np.zeros((4, 3)))
+
+
+def test_seed_makes_init_repeatable():
+    a, b = cr.Dense(5, 4, seed=7), cr.Dense(5, 4, seed=7)
+    np.testing.assert_array_equal(a.weight, b.weight)
+    assert not np.array_equal(a.weight, cr.Dense(5, 4, seed=8).weight)
+
+
+def test_dropout_scales_survivors_and_is_off_in_inference():
+    layer = cr.Dropout(0.25, seed=0)
+    x = np.ones((400, 50))
+    y = layer.forward(x)
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], 1 / 0.75)
+    assert abs(kept.mean() - 0.75) < 0.01
+    g = layer.backward(np.ones_like(x))
+    np.testing.assert_array_equal(g, y)  # gradient flows through the same survivors
+    layer.training = False
+    np.testing.assert_array_equal(layer.forward(x), x)
+
+
+def test_dropout_keeps_float32():
+    layer = cr.Dropout(0.5, seed=0)
+    assert layer.forward(np.ones((3, 4), np.float32)).dtype == np.float32
+
+
+def test_dropout_rejects_bad_p():
+    with pytest.raises(ValueError, match="p must be in"):
+        cr.Dropout(1.0)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [cr.Dense(3, 2, bias=False), cr.Dropout(0.1), cr.LeakyReLU(0.2), cr.Sigmoid(scale=0.01), cr.Tanh()],
+    ids=repr,
+)
+def test_config_round_trip(layer):
+    rebuilt = layer_from_config(layer.get_config())
+    assert type(rebuilt) is type(layer)
+    assert rebuilt.get_config() == layer.get_config()
+
+
+def test_unknown_layer_type():
+    with pytest.raises(ValueError, match="unknown layer type"):
+        layer_from_config({"type": "Conv9d"})

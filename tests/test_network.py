@@ -1,0 +1,165 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chainrule as cr
+
+XOR_X = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1], [1, 1, 1]], dtype=float)
+XOR_Y = np.array([1, 1, 0, 0], dtype=float)
+
+
+def test_from_sizes_builds_the_tutorial_layout():
+    net = cr.Network.from_sizes([2, 3, 3, 2], activation="sigmoid", output_activation="sigmoid")
+    kinds = [type(layer).__name__ for layer in net.layers]
+    assert kinds == ["Dense", "Sigmoid", "Dense", "Sigmoid", "Dense", "Sigmoid"]
+    assert list(net.parameters()) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    assert net.parameters()["2.weight"].shape == (3, 3)
+    assert net.in_features == 2 and net.out_features == 2
+
+
+def test_from_sizes_with_dropout_and_no_output_activation():
+    net = cr.Network.from_sizes([4, 8, 8, 3], dropout=0.2, loss="cross_entropy", seed=0)
+    kinds = [type(layer).__name__ for layer in net.layers]
+    assert kinds == ["Dense", "ReLU", "Dropout", "Dense", "ReLU", "Dropout", "Dense"]
+
+
+def test_seed_makes_networks_identical():
+    a = cr.Network.from_sizes([3, 5, 2], seed=3)
+    b = cr.Network.from_sizes([3, 5, 2], seed=3)
+    for (name, p), q in zip(a.parameters().items(), b.parameters().values()):
+        np.testing.assert_array_equal(p, q, err_msg=name)
+
+
+def test_layer_widths_must_chain():
+    with pytest.raises(ValueError, match=r"layer 2 \(Dense\(4, 2\)\) expects 4 input features but"):
+        cr.Network([cr.Dense(3, 5), cr.ReLU(), cr.Dense(4, 2)])
+
+
+def test_same_layer_twice_is_refused():
+    relu = cr.ReLU()
+    with pytest.raises(ValueError, match="appears twice"):
+        cr.Network([cr.Dense(2, 2), relu, cr.Dense(2, 2), relu])
+
+
+def test_wrong_feature_count_names_layer_and_shapes():
+    net = cr.Network.from_sizes([784, 16, 10])
+    with pytest.raises(ValueError, match=r"layer 0 \(Dense\(784, 16\)\).*\(batch, 784\).*got shape \(2, 100\)"):
+        net.predict(np.zeros((2, 100)))
+
+
+def test_float32_stays_float32_everywhere():
+    net = cr.Network.from_sizes([6, 5, 4, 3], activation="tanh", loss="cross_entropy",
+                                optimizer=cr.Adam(), dropout=0.1, seed=0)
+    x = np.random.default_rng(0).normal(size=(8, 6))  # float64 input is cast once
+    assert net.forward(x).dtype == np.float32
+    net.train_step(x, np.arange(8) % 3)
+    for name, p in net.parameters().items():
+        assert p.dtype == np.float32, name
+    for name, g in net.gradients().items():
+        assert g.dtype == np.float32, name
+    for state in net.optimizer.state:
+        assert all(v.dtype == np.float32 for v in state.values())
+    assert net.backward(np.ones((8, 3), np.float32)).dtype == np.float32
+
+
+def test_float64_on_request():
+    net = cr.Network.from_sizes([2, 3, 1], dtype="float64", seed=0)
+    assert net.forward(np.ones(2)).dtype == np.float64
+    with pytest.raises(ValueError, match="float32 or float64"):
+        cr.Network.from_sizes([2, 1], dtype="float16")
+
+
+def test_single_sample_and_batch_agree():
+    net = cr.Network.from_sizes([3, 4, 2], seed=1, dtype="float64")
+    batch = net.predict(XOR_X)
+    for row, expected in zip(XOR_X, batch):
+        out = net.predict(row)
+        assert out.shape == (2,)
+        np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**31))
+def test_splitting_a_batch_does_not_change_outputs(n, split, seed):
+    rng = np.random.default_rng(seed)
+    net = cr.Network.from_sizes([5, 7, 3], activation="tanh", dropout=0.3, seed=seed % 1000,
+                                dtype="float64")
+    x = rng.normal(size=(n, 5))
+    whole = net.predict(x)
+    k = min(split, n)
+    parts = np.concatenate([net.predict(x[:k]), net.predict(x[k:])]) if k < n else net.predict(x)
+    np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(net.predict(x, batch_size=k), whole, rtol=1e-12, atol=1e-15)
+
+
+def test_predict_turns_dropout_off_and_restores_training_mode():
+    net = cr.Network.from_sizes([4, 64, 2], dropout=0.5, seed=0)
+    x = np.ones((3, 4))
+    np.testing.assert_array_equal(net.predict(x), net.predict(x))
+    assert net.training and all(layer.training for layer in net.layers)
+
+
+def test_train_step_returns_loss_before_the_step():
+    net = cr.Network.from_sizes([3, 4, 1], seed=0, dtype="float64")
+    before = net.evaluate(XOR_X, XOR_Y)["loss"]
+    assert net.train_step(XOR_X, XOR_Y) == pytest.approx(before)
+    assert net.evaluate(XOR_X, XOR_Y)["loss"] < before
+
+
+def test_tutorial_relu_3_4_1_learns_xor_one_sample_at_a_time():
+    # LESSONS.md lesson 2: no biases, uniform [-1, 1) init, lr 0.1, rows in order.
+    net = cr.Network.from_sizes([3, 4, 1], activation="relu", bias=False, dtype="float64",
+                                init=cr.initializers.uniform(-1, 1), optimizer=cr.SGD(lr=0.1),
+                                seed=1)
+    first = np.mean([net.evaluate(x, y)["loss"] for x, y in zip(XOR_X, XOR_Y)])
+    for _ in range(60):
+        errors = [net.train_step(x, y) for x, y in zip(XOR_X, XOR_Y)]
+    assert np.mean(errors) < 1e-6 < first
+    np.testing.assert_allclose(net.predict(XOR_X)[:, 0], XOR_Y, atol=1e-3)
+
+
+def test_tutorial_2_3_3_2_sigmoid_reaches_its_targets():
+    net = cr.Network.from_sizes([2, 3, 3, 2], activation="sigmoid", output_activation="sigmoid",
+                                init=cr.initializers.uniform(0, 1), optimizer=cr.SGD(lr=0.1),
+                                dtype="float64", seed=0)
+    for _ in range(1000):
+        loss = net.train_step([0.2, 0.3], [0.3, 0.67])
+    assert loss < 1e-15
+    np.testing.assert_allclose(net.predict([0.2, 0.3]), [0.3, 0.67], atol=1e-8)
+
+
+def test_evaluate_reports_accuracy_for_classification_only():
+    net = cr.Network.from_sizes([3, 4, 2], loss="cross_entropy", seed=0)
+    result = net.evaluate(XOR_X, XOR_Y.astype(int))
+    assert set(result) == {"loss", "accuracy"} and 0 <= result["accuracy"] <= 1
+    assert set(cr.Network.from_sizes([3, 1]).evaluate(XOR_X, XOR_Y)) == {"loss"}
+
+
+def test_summary_table():
+    text = cr.Network.from_sizes([784, 128, 10], loss="cross_entropy").summary()
+    lines = text.splitlines()
+    assert "output shape" in lines[0] and "parameters" in lines[0]
+    assert any("Dense(784, 128)" in line and "(batch, 128)" in line and "100,480" in line
+               for line in lines)
+    assert "total parameters: 101,770" in text
+
+
+def test_astype_round_trip_is_exact():
+    net = cr.Network.from_sizes([3, 4, 2], seed=0)
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    net.astype("float64").astype("float32")
+    for name, value in net.parameters().items():
+        assert value.dtype == np.float32
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_load_parameters_names_the_bad_tensor():
+    net = cr.Network.from_sizes([3, 4, 2])
+    params = {k: v.copy() for k, v in net.parameters().items()}
+    with pytest.raises(ValueError, match="missing tensor '2.bias'"):
+        net.load_parameters({k: v for k, v in params.items() if k != "2.bias"})
+    with pytest.raises(ValueError, match="unexpected tensor '9.weight'"):
+        net.load_parameters({**params, "9.weight": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"tensor '0.weight' has shape \(3, 4\), expected \(4, 3\)"):
+        net.load_parameters({**params, "0.weight": np.zeros((3, 4))})

@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+
+def blobs(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    centres = np.array([[2.0, 0.0], [-2.0, 1.0], [0.0, -2.0]])
+    x = centres[y] + rng.normal(scale=0.5, size=(n, 2))
+    return x.astype(np.float32), y
+
+
+def classifier(**kwargs):
+    return cr.Network.from_sizes([2, 16, 3], loss="cross_entropy",
+                                 optimizer=kwargs.pop("optimizer", cr.Adam(lr=0.01)), seed=0, **kwargs)
+
+
+def test_fit_learns_and_reports_history():
+    x, y = blobs()
+    net = classifier()
+    history = net.fit(x, y, epochs=15, batch_size=32, validation_data=(x, y), verbose=0, seed=0)
+    assert len(history) == 15 and history.epochs == list(range(15))
+    assert set(history.metrics) == {"loss", "val_loss", "val_accuracy"}
+    assert history["loss"][-1] < history["loss"][0] / 2
+    assert history["val_accuracy"][-1] > 0.95
+
+
+def test_fit_is_repeatable_with_a_seed():
+    x, y = blobs()
+    a, b = classifier(dropout=0.2), classifier(dropout=0.2)
+    ha = a.fit(x, y, epochs=3, batch_size=16, seed=5, verbose=0)
+    hb = b.fit(x, y, epochs=3, batch_size=16, seed=5, verbose=0)
+    assert ha["loss"] == hb["loss"]
+    for name, p in a.parameters().items():
+        np.testing.assert_array_equal(p, b.parameters()[name])
+
+
+def test_verbose_zero_prints_nothing(capsys):
+    x, y = blobs(64)
+    classifier().fit(x, y, epochs=2, validation_data=(x, y), verbose=0)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_verbose_prints_progress(capsys):
+    x, y = blobs(64)
+    classifier().fit(x, y, epochs=2, verbose=1)
+    assert "epoch 2/2" in capsys.readouterr().err
+    classifier().fit(x, y, epochs=2, verbose=2, validation_data=(x, y))
+    out = capsys.readouterr().out
+    assert "epoch 1/2" in out and "val_accuracy" in out
+
+
+def test_nan_in_training_data_is_refused_naming_the_row():
+    x, y = blobs(50)
+    x[17, 1] = np.nan
+    net = classifier()
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    with pytest.raises(ValueError, match="training inputs contains NaN or infinite values, first in row 17"):
+        net.fit(x, y, verbose=0)
+    x[17, 1] = np.inf
+    with pytest.raises(ValueError, match="row 17"):
+        net.fit(x, y, verbose=0)
+    for name, value in net.parameters().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_bad_labels_and_widths_are_refused_before_training():
+    x, y = blobs(50)
+    y[3] = 7
+    with pytest.raises(ValueError, match="class label 7 at index 3 is out of range for 3 classes"):
+        classifier().fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"layer 0 \(Dense\(2, 16\)\).*2 features.*\(50, 5\)"):
+        classifier().fit(np.zeros((50, 5)), np.zeros(50, int), verbose=0)
+    with pytest.raises(ValueError, match="50 inputs but 49 targets"):
+        classifier().fit(x, y[:49], verbose=0)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_stops_with_epoch_and_step_and_keeps_finite_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)) * 100
+    y = rng.normal(size=(64, 1)) * 100
+    net = cr.Network.from_sizes([4, 32, 1], optimizer=cr.SGD(lr=10.0), seed=0)
+    with pytest.raises(cr.NonFiniteLossError, match=r"epoch \d+, step \d+.*smaller learning rate"):
+        net.fit(x, y, epochs=50, batch_size=8, verbose=0)
+    for name, value in net.parameters().items():
+        assert np.all(np.isfinite(value)), name
+
+
+def test_early_stopping_restores_best_weights():
+    x, y = blobs()
+    net = classifier(optimizer=cr.SGD(lr=0.5))
+    stopper = cr.EarlyStopping(monitor="val_loss", patience=2, min_delta=1.0)
+    history = net.fit(x, y, epochs=30, validation_data=(x, y), callbacks=[stopper], verbose=0)
+    # min_delta=1.0 means nothing after the first epoch counts as improvement
+    assert len(history) == 3 and stopper.best_epoch == 0 and stopper.stopped_epoch == 2
+    assert net.evaluate(x, y)["loss"] == pytest.approx(history["val_loss"][0], rel=1e-6)
+
+
+def test_early_stopping_needs_its_metric():
+    x, y = blobs(40)
+    with pytest.raises(KeyError, match="val_loss"):
+        classifier().fit(x, y, epochs=2, callbacks=[cr.EarlyStopping()], verbose=0)
+
+
+def test_learning_rate_schedule():
+    x, y = blobs(40)
+    seen = []
+
+    class Spy(cr.Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen.append(self.network.optimizer.lr)
+
+    schedule = cr.cosine_schedule(0.1, epochs=5, final_lr=0.0)
+    classifier().fit(x, y, epochs=5, callbacks=[cr.LearningRateScheduler(schedule), Spy()], verbose=0)
+    np.testing.assert_allclose(seen, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05,
+                                      0.1 * (1 + np.cos(3 * np.pi / 4)) / 2, 0.0], atol=1e-12)
+
+
+def test_stop_training_ends_after_the_current_step():
+    x, y = blobs(100)
+    steps = []
+
+    class StopAtThree(cr.Callback):
+        def on_batch_end(self, step, logs):
+            steps.append(step)
+            if step == 2:
+                self.network.stop_training = True
+
+    history = classifier().fit(x, y, epochs=5, batch_size=10, callbacks=[StopAtThree()], verbose=0)
+    assert steps == [0, 1, 2] and len(history) == 1
+
+
+def test_random_shift_moves_pixels_and_keeps_ink():
+    image = np.zeros((28, 28), np.float32)
+    image[10:14, 12:15] = 1.0
+    batch = np.repeat(image.reshape(1, 784), 200, axis=0)
+    shifted = cr.random_shift(2)(batch, np.random.default_rng(0)).reshape(-1, 28, 28)
+    assert shifted.dtype == np.float32
+    np.testing.assert_array_equal(shifted.sum(axis=(1, 2)), image.sum())  # nothing falls off
+    offsets = set()
+    for out in shifted:
+        ys, xs = np.nonzero(out)
+        offsets.add((ys.min() - 10, xs.min() - 12))
+        np.testing.assert_array_equal(out[ys.min():ys.min() + 4, xs.min():xs.min() + 3], 1.0)
+    assert offsets == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+
+
+def test_fit_with_augmentation_runs():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    net = cr.Network.from_sizes([784, 8, 10], loss="cross_entropy", seed=0)
+    history = net.fit(x, y, epochs=2, augment=cr.random_shift(1), verbose=0, seed=0)
+    assert np.isfinite(history["loss"]).all()
