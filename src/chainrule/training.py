@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Callable, Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from os import PathLike
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +105,9 @@ def fit(
     seed: int | None = None,
     verbose: int = 1,
     augment: Augment | None = None,
+    checkpoint: str | PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: str | PathLike | None = None,
 ) -> History:
     """Train ``network`` on ``(x, y)`` with minibatch steps.
 
@@ -113,6 +119,8 @@ def fit(
         Passes over the data and samples per optimizer step (the last batch
         of an epoch may be smaller). Setting ``network.stop_training = True``
         (from a callback or a signal handler) ends training after the current step.
+        With ``resume``, ``epochs`` is the total for the whole run, counting
+        the epochs already in the checkpoint.
     shuffle : bool
         Visit the rows in a fresh random order every epoch.
     validation_data : (x_val, y_val), optional
@@ -124,29 +132,64 @@ def fit(
         0 prints nothing, 1 a progress bar per epoch, 2 one line per epoch.
     augment : callable ``(x_epoch, rng) -> x_epoch``, optional
         Applied to each epoch's (shuffled) inputs, e.g. ``random_shift()``.
+    checkpoint : path, optional
+        Write a training checkpoint there (atomically) every
+        ``checkpoint_every`` epochs, after the last epoch, and when training
+        is stopped early, even mid-epoch (``stop_training``, Ctrl-C in the CLI).
+        See ``chainrule.checkpoint``.
+    checkpoint_every : int
+        Epochs between checkpoints.
+    resume : path, optional
+        Continue the run saved in this checkpoint: weights, optimizer state
+        and settings, random generators, epoch (and step) and history are
+        restored, so the result is bit-identical to an uninterrupted run with
+        the same data and arguments. ``seed`` is then ignored. Callbacks start
+        afresh (e.g. ``EarlyStopping``'s patience count). It may be the same
+        path as ``checkpoint``.
 
     Returns
     -------
     History
         ``loss`` per epoch (the mean training loss over its steps) and the
-        validation metrics.
+        validation metrics; with ``resume``, including the checkpoint's epochs.
     """
     epochs, batch_size = int(epochs), int(batch_size)
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    checkpoint_every = int(checkpoint_every)
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 (epochs), got {checkpoint_every}")
     x, y = _check_data(network, x, y, "training")
     if validation_data is not None:
         x_val, y_val = _check_data(network, *validation_data, "validation")
     n = len(x)
+    n_batches = math.ceil(n / batch_size)
+    settings = {"batch_size": batch_size, "shuffle": bool(shuffle), "samples": n,
+                "seed": seed if isinstance(seed, int) else None}
+
     rng = np.random.default_rng(seed)
+    history = History()
+    start_epoch, start_step, start_loss = 0, 0, (0.0, 0)
+    if resume is not None:
+        from .checkpoint import load_checkpoint
+
+        saved = load_checkpoint(resume)
+        saved.restore(network)
+        _warn_if_settings_differ(saved.fit_settings, settings, saved.path)
+        if saved.rng_state is not None:
+            rng = saved.generator()
+        history = saved.history
+        start_epoch, start_step = saved.epoch, saved.step
+        if start_step:
+            total, seen = saved.fit_settings.get("epoch_loss", (0.0, 0))
+            start_loss = (float(total), int(seen))
 
     callbacks = list(callbacks)
     if verbose:
         callbacks.insert(0, ProgressBar(verbose=verbose))
     batch_hooks = [c for c in callbacks if type(c).on_batch_end is not Callback.on_batch_end]
-    history = History()
     for callback in callbacks:
         callback.network = network
     network.stop_training = False
@@ -154,12 +197,28 @@ def fit(
     for layer in network.layers:
         layer.training = True
 
-    n_batches = math.ceil(n / batch_size)
+    def save(epoch: int, step: int, epoch_start_state: dict, loss: tuple[float, int]) -> None:
+        from .checkpoint import save_checkpoint
+
+        extra = {"epoch_loss": list(loss)} if step else {}
+        save_checkpoint(
+            checkpoint, network, epoch=epoch, step=step, history=history,
+            rng_state=epoch_start_state, fit_settings={**settings, **extra},
+        )
+
     for callback in callbacks:
-        callback.on_train_begin({"epochs": epochs, "steps": n_batches, "samples": n})
-    for epoch in range(epochs):
+        callback.on_train_begin({"epochs": epochs, "steps": n_batches, "samples": n,
+                                 "initial_epoch": start_epoch})
+    for epoch in range(start_epoch, epochs):
+        first_step, (total, seen) = 0, (0.0, 0)
+        if epoch == start_epoch and start_step:
+            first_step, (total, seen) = start_step, start_loss
         for callback in callbacks:
-            callback.on_epoch_begin(epoch, {"steps": n_batches})
+            callback.on_epoch_begin(epoch, {"steps": n_batches, "first_step": first_step})
+        # The generator is drawn from only here, at the start of an epoch, so
+        # saving its state at this point lets a resumed run redraw the same
+        # order and augmentation, then skip the steps already taken.
+        epoch_start_state = rng.bit_generator.state if checkpoint is not None else {}
         if shuffle:
             order = rng.permutation(n)
             x_epoch, y_epoch = x[order], y[order]
@@ -167,8 +226,8 @@ def fit(
             x_epoch, y_epoch = x, y
         if augment is not None:
             x_epoch = np.asarray(augment(x_epoch, rng), dtype=network.dtype)
-        total, seen = 0.0, 0
-        for step in range(n_batches):
+        steps_done = first_step
+        for step in range(first_step, n_batches):
             start = step * batch_size
             xb, yb = x_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
             try:
@@ -181,10 +240,14 @@ def fit(
                 ) from None
             total += loss * len(xb)
             seen += len(xb)
+            steps_done = step + 1
             for callback in batch_hooks:
                 callback.on_batch_end(step, {"loss": loss})
             if network.stop_training:  # e.g. Ctrl-C in the CLI: stop after this step
                 break
+        if checkpoint is not None and steps_done < n_batches:
+            # Stopped mid-epoch: save before this partial epoch enters the history.
+            save(epoch, steps_done, epoch_start_state, (total, seen))
         logs = {"loss": total / seen if seen else float("nan")}
         if validation_data is not None:
             for key, value in network.evaluate(x_val, y_val, batch_size=4096).items():
@@ -192,11 +255,32 @@ def fit(
         history.append(epoch, logs)
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
+        finished = epoch + 1
+        if checkpoint is not None and steps_done == n_batches and (
+            finished % checkpoint_every == 0 or finished == epochs or network.stop_training
+        ):
+            save(finished, 0, rng.bit_generator.state, (0.0, 0))
         if network.stop_training:
             break
     for callback in callbacks:
         callback.on_train_end({"history": history})
     return history
+
+
+def _warn_if_settings_differ(saved: dict[str, Any], current: dict[str, Any], path: str) -> None:
+    """A resumed run repeats an uninterrupted one only with the same data and batches."""
+    changed = [
+        f"{key} {saved[key]!r} -> {current[key]!r}"
+        for key in ("batch_size", "shuffle", "samples")
+        if key in saved and saved[key] != current[key]
+    ]
+    if changed:
+        warnings.warn(
+            f"resuming {path} with different settings ({', '.join(changed)}); the run will "
+            f"not repeat an uninterrupted one",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _check_data(network: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +325,7 @@ class ProgressBar(Callback):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=logs["steps"], desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                total=logs["steps"], initial=logs.get("first_step", 0), desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
                 leave=True, file=self.file or sys.stderr, dynamic_ncols=True, mininterval=0.2,
             )
 
