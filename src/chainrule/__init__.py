@@ -6,7 +6,7 @@
 >>> loss = net.train_step([0.2, 0.3], [0.3, 0.67])
 """
 
-from . import initializers
+from . import datasets, initializers
 from ._version import __version__
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .augmentation import random_shift
@@ -46,6 +46,7 @@ __all__ = [
     "Optimizer",
     "SGD",
     "Adam",
+    "datasets",
     "initializers",
     "check_gradients",
     "GradientReport",
