@@ -9,6 +9,7 @@ from safetensors.numpy import save_file
 
 import chainrule as cr
 from chainrule.checkpoint import CHECKPOINT_FORMAT_VERSION, load_checkpoint, save_checkpoint
+from chainrule.io import tensor_digest
 
 OPTIMIZERS = {
     "adam": lambda: cr.Adam(lr=2e-3),
@@ -171,11 +172,14 @@ def test_a_model_file_is_not_a_checkpoint(tmp_path, data):
         net.fit(*data, epochs=1, resume=tmp_path / "absent.safetensors", verbose=0)
 
 
-def rewrite(path, change):
+def rewrite(path, change, refresh_digest=True):
+    """Edit a checkpoint; with ``refresh_digest``, as a buggy writer would (digest consistent)."""
     with safe_open(path, framework="numpy") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
         meta = f.metadata()
     change(tensors, meta)
+    if refresh_digest:
+        meta["sha256"] = tensor_digest(tensors, meta)
     save_file(tensors, path, metadata=meta)
 
 
@@ -199,11 +203,25 @@ def test_newer_checkpoint_format_says_so(tmp_path):
     (lambda t, m: m.update(epoch="-1"), "epoch must be a non-negative integer"),
     (lambda t, m: m.update(history='{"epochs": [0], "metrics": {"loss": []}}'),
      "does not have one value per epoch"),
-    (lambda t, m: t["model.0.bias"].__setitem__(0, 1.0), "do not match the SHA-256 digest"),
 ])
 def test_tampered_checkpoints_are_refused_with_a_reason(tmp_path, data, change, message):
     path = tmp_path / "c.safetensors"
     run(data, 1, checkpoint=path)
     rewrite(path, change)
+    with pytest.raises(cr.ModelFileError, match=message):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("change", [
+    lambda t, m: t["model.0.bias"].__setitem__(0, 1.0),
+    lambda t, m: t["optimizer.3.weight.v"].__setitem__((0, 0), 0.5),
+    lambda t, m: m.update(optimizer_steps="5"),
+    lambda t, m: m.update(history=m["history"].replace("0.", "1.", 1)),
+])
+def test_any_change_that_keeps_the_file_well_formed_breaks_the_digest(tmp_path, data, change):
+    path = tmp_path / "c.safetensors"
+    run(data, 1, checkpoint=path)
+    rewrite(path, change, refresh_digest=False)
+    message = "contents do not match the SHA-256 digest stored in it"
     with pytest.raises(cr.ModelFileError, match=message):
         load_checkpoint(path)

@@ -35,7 +35,6 @@ from .io import (
     DIGEST_KEY,
     atomic_write_bytes,
     build_network,
-    check_digest,
     check_format,
     model_metadata,
     read_safetensors,
@@ -215,7 +214,7 @@ def checkpoint_from_contents(
     model = _strip(tensors, "model.")
     # Builds a zero-weight network after checking the architecture against the
     # tensors, which also validates names, shapes and dtypes.
-    network = build_network(metadata, model, path)
+    network = build_network(metadata, model, path, digest_of=tensors)
     try:
         network.load_parameters(model)
     except ValueError as error:
@@ -240,7 +239,6 @@ def checkpoint_from_contents(
         raise
     except Exception as error:  # noqa: BLE001 -- any malformed field is the file's fault
         raise ModelFileError(f"{path}: invalid checkpoint metadata: {error}") from None
-    check_digest(tensors, metadata, path)
     return Checkpoint(
         path=path, epoch=epoch, step=step, config=network.get_config(), parameters=model,
         optimizer_state=optimizer_state, optimizer_steps=steps, rng_state=rng_state,

@@ -303,9 +303,8 @@ def load(path: str | PathLike, architecture: Any = None) -> Any:
             f"pass its shape: chainrule.load(path, architecture=Network.from_sizes([...]))"
         )
     check_format(metadata, path, _FORMAT, FORMAT_VERSION, "model")
-    network = build_network(metadata, tensors, path)
+    network = build_network(metadata, tensors, path, digest_of=tensors)
     _load_parameters(network, tensors, path)
-    check_digest(tensors, metadata, path)
     return network
 
 
@@ -336,12 +335,20 @@ def _load_parameters(network: Any, tensors: dict[str, np.ndarray], path: str) ->
         raise ModelFileError(f"{path}: {error}. The file holds: {held or 'no tensors'}{more}") from None
 
 
-def build_network(metadata: dict[str, str], tensors: dict[str, np.ndarray], path: str) -> Any:
+def build_network(
+    metadata: dict[str, str],
+    tensors: dict[str, np.ndarray],
+    path: str,
+    digest_of: dict[str, np.ndarray] | None = None,
+) -> Any:
     """A zero-weight ``Network`` from validated metadata, refusing anything the file cannot back.
 
-    Every field is checked against a schema before any layer is built, and the
-    parameter count the architecture claims must fit in the tensors the file
-    actually holds, so memory use stays proportional to the file's size.
+    Every field is checked against a schema, and the state dict the
+    architecture implies against the tensors the file actually holds, before
+    any layer is built, so memory use stays proportional to the file's size.
+    With ``digest_of`` (all the file's tensors), the stored digest is verified
+    too, after those checks (so their messages say what is wrong) and before
+    building.
     """
     from .layers import layer_from_config
     from .losses import get_loss
@@ -364,6 +371,8 @@ def build_network(metadata: dict[str, str], tensors: dict[str, np.ndarray], path
         _check_tensor_shapes(layer_configs, tensors)
     except ValueError as error:
         raise ModelFileError(f"{path}: {error}") from None
+    if digest_of is not None:
+        check_digest(digest_of, metadata, path)
     try:
         loss = get_loss(_check_json_object(json.loads(metadata["loss"]), "loss"))
         optimizer = get_optimizer(
