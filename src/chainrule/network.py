@@ -134,11 +134,14 @@ class Network:
         loss = self.loss.forward(self.forward(x), y)
         if not math.isfinite(loss):
             raise NonFiniteLossError(f"the loss is {loss}; the weights were left as they were")
-        self.backward()
-        params, grads = [], []
-        for layer in self.layers:
-            params.extend(layer.params.values())
-            grads.extend(layer.grads.values())
+        # self.backward(), except that nothing needs dL/dx of the first layer
+        layers = self.layers
+        grad = self.loss.backward()
+        for layer in layers[:0:-1]:
+            grad = layer.backward(grad)
+        layers[0].backward_params(grad)
+        params = [p for layer in layers for p in layer.params.values()]
+        grads = [g for layer in layers for g in layer.grads.values()]
         self.optimizer.step(params, grads)
         return loss
 
