@@ -1,0 +1,304 @@
+"""The ``chainrule`` command line (chainrule.cli), with tiny configurations so it stays quick."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import cli
+from chainrule.training import fit
+
+# A small, quick training run: 1,100 digits (100 held out), 3 epochs of a 784-32-10 net.
+QUICK = ["--epochs", "3", "--batch-size", "32", "--lr", "0.005", "--limit", "1100",
+         "--validation", "100", "--layers", "784,32,10", "--progress", "lines"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
+    assert status != 0
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("chainrule: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    """One quick ``chainrule train`` run with plots; its model file and its output."""
+    directory = tmp_path_factory.mktemp("train")
+    model = directory / "digits.safetensors"
+    before = signal.getsignal(signal.SIGINT)
+    status = cli.main(["train", *QUICK, "--out", str(model), "--plots", str(directory / "plots"),
+                       "--seed", "3"])
+    assert status == 0
+    assert signal.getsignal(signal.SIGINT) is before  # the Ctrl-C handler was removed
+    return model, directory
+
+
+def test_train_prints_progress_saves_and_reports(trained, capsys):
+    model, directory = trained
+    status, out, err = run(capsys, "train", *QUICK, "--out", str(directory / "again.safetensors"),
+                           "--seed", "3")
+    assert status == 0
+    assert "training 784-32-10 relu MLP" in out
+    assert "1,000 training digits, 100 held out for validation, 10,000 test digits" in out
+    assert re.search(r"epoch 1/3 +loss \d\.\d+ +val_loss \d\.\d+ +val_accuracy \d\.\d+", out)
+    assert re.search(r"epoch 3/3 +loss \d\.\d+ +val_loss \d\.\d+ +val_accuracy \d\.\d+", out)
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)%", out).group(1))
+    assert re.search(r"wall time: [\d.]+ s \(training [\d.]+ s\)", out)
+    assert f"saved the model to {directory / 'again.safetensors'}" in out
+    # The reported accuracy is the saved model's, and the run is repeatable by seed.
+    from chainrule.datasets import load_mnist
+
+    _, (x_test, y_test) = load_mnist()
+    network = cr.load(directory / "again.safetensors")
+    assert network.evaluate(x_test, y_test)["accuracy"] * 100 == pytest.approx(accuracy, abs=0.006)
+    assert accuracy > 60.0  # a few epochs on 1,000 digits: far better than chance (10%)
+    first = cr.load(model)
+    for name, array in first.parameters().items():
+        np.testing.assert_array_equal(array, network.parameters()[name])
+
+
+def test_train_writes_the_four_plots(trained):
+    _, directory = trained
+    names = sorted(p.name for p in (directory / "plots").iterdir())
+    assert names == ["confusion_matrix.png", "first_layer_weights.png", "learning_curves.png",
+                     "misclassified.png"]
+    for path in (directory / "plots").iterdir():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_prints_accuracy_scores_and_confusion_matrix(trained, capsys):
+    model, _ = trained
+    status, out, err = run(capsys, "evaluate", str(model))
+    assert status == 0, err
+    accuracy = float(re.search(r"accuracy: ([\d.]+)% \(([\d,]+) of 10,000 right\)", out).group(1))
+    assert "784-32-10, 25,450 parameters" in out
+    assert "digit  precision  recall  support" in out
+    rows = re.findall(r"^\s+(\d)\s+([\d.]+)%\s+([\d.]+)%\s+([\d,]+)$", out, flags=re.M)
+    assert [int(r[0]) for r in rows] == list(range(10))
+    assert sum(int(r[3].replace(",", "")) for r in rows) == 10_000
+    table = out.split("confusion matrix (rows: true digit, columns: predicted digit)\n")[1]
+    lines = table.strip().splitlines()
+    assert lines[0].split()[:11] == ["true\\pred"] + [str(d) for d in range(10)]
+    matrix = np.array([[0 if c == "." else int(c) for c in line.split()[1:11]]
+                       for line in lines[1:11]])
+    assert matrix.sum() == 10_000
+    assert np.trace(matrix) / 100 == pytest.approx(accuracy, abs=0.006)
+    # Recall of digit d is the diagonal over its row.
+    recalls = [float(r[2]) for r in rows]
+    assert recalls == pytest.approx(100 * np.diag(matrix) / matrix.sum(axis=1), abs=0.06)
+
+
+def test_predict_reads_drawn_digits(trained, capsys, tmp_path):
+    PIL = pytest.importorskip("PIL")  # noqa: F841
+    from PIL import Image
+
+    from chainrule.datasets import load_mnist
+
+    model, _ = trained
+    _, (x_test, y_test) = load_mnist()
+    network = cr.load(model)
+    right = np.flatnonzero(network.predict(x_test[:200]).argmax(axis=1) == y_test[:200])
+    paths = []
+    for i in right[:3]:
+        # As drawn in a paint program: black on white, larger than 28x28.
+        picture = Image.fromarray(np.round(255 * (1 - x_test[i].reshape(28, 28))).astype(np.uint8))
+        path = tmp_path / f"digit{i}.png"
+        picture.resize((140, 140), Image.Resampling.BICUBIC).save(path)
+        paths.append((path, y_test[i]))
+    status, out, err = run(capsys, "predict", str(model), *[str(p) for p, _ in paths],
+                           "--top", "2", "--save-inputs", str(tmp_path / "seen"))
+    assert status == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 3
+    read = 0
+    for line, (path, label) in zip(lines, paths):
+        match = re.fullmatch(rf"{re.escape(str(path))}: (\d)   \((\d): ([\d.]+)%  (\d): ([\d.]+)%\)",
+                             line)
+        assert match, line
+        digit, first, p1, _, p2 = match.groups()
+        assert digit == first and float(p1) >= float(p2)
+        read += int(digit) == label
+    assert read >= 2  # a weak model, but these digits it reads right as MNIST
+    assert len(list((tmp_path / "seen").glob("*-28x28.png"))) == 3
+
+
+def test_predict_keeps_going_past_a_bad_image(trained, capsys, tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image, ImageDraw
+
+    model, _ = trained
+    good = tmp_path / "one.png"
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).line([(100, 30), (100, 170)], fill=0, width=14)
+    image.save(good)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    status, out, err = run(capsys, "predict", str(model), str(bad), str(good))
+    assert_one_line_error(status, err, "broken.jpg", "not a readable image")
+    assert out.startswith(f"{good}: ")
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["evaluate", "no-such-model.safetensors"], ["no-such-model.safetensors"]),
+        (["predict", "no-such-model.safetensors", "x.png"], ["no-such-model.safetensors"]),
+        (["export", "no-such-model.safetensors", "--onnx", "out.onnx"], ["no-such-model"]),
+        (["train", "--data", "no-such-dir", "--epochs", "1"], ["no-such-dir"]),
+        (["train", "--layers", "100,10", "--epochs", "1"], ["100 inputs", "784 pixels"]),
+        (["train", "--layers", "784,16,3", "--epochs", "1"], ["3 outputs", "10 classes"]),
+        (["train", "--validation", "600", "--limit", "500", "--epochs", "1"], ["600", "500"]),
+    ],
+)
+def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, fragments):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run(capsys, *argv)
+    assert_one_line_error(status, err, *fragments)
+
+
+def test_model_of_the_wrong_width_names_both_widths(capsys, tmp_path, trained):
+    model = tmp_path / "small.safetensors"
+    cr.Network.from_sizes([100, 8, 10], loss="cross_entropy", seed=0).save(model)
+    status, _, err = run(capsys, "evaluate", str(model))
+    assert_one_line_error(status, err, "expects 100 input features", "784")
+    picture = tmp_path / "digit.png"
+    picture.write_bytes(b"")  # never read: the width check comes first
+    status, _, err = run(capsys, "predict", str(model), str(picture))
+    assert_one_line_error(status, err, "expects 100 input features", "784")
+
+
+def test_corrupt_files_are_one_line_errors(capsys, tmp_path):
+    model = tmp_path / "junk.safetensors"
+    model.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    status, _, err = run(capsys, "evaluate", str(model))
+    assert_one_line_error(status, err, "junk.safetensors")
+    data = tmp_path / "mnist"
+    data.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (data / name).write_bytes(b"\x00\x00\x08\x03 truncated")
+    status, _, err = run(capsys, "train", "--data", str(data), "--epochs", "1")
+    assert_one_line_error(status, err)
+
+
+def test_usage_errors_and_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"chainrule {cr.__version__}"
+    assert cli.main(["train", "--layers", "784,abc"]) == 2
+    assert "expected widths separated by commas" in capsys.readouterr().err
+    assert cli.main(["train", "--dropout", "1.5"]) == 2
+    assert cli.main([]) == 2
+
+
+def test_demo_learns_xor(capsys):
+    status, out, _ = run(capsys, "demo")
+    assert status == 0
+    errors = [float(v) for v in re.findall(r"epoch +\d+: mean squared error ([\d.e+-]+)", out)]
+    assert len(errors) == 7  # epoch 1, 10, 20, ..., 60
+    assert errors[-1] < 1e-4 < errors[0]
+    assert all(b < a for a, b in zip(errors, errors[1:]))
+    predictions = [float(v) for v in re.findall(r"-> (\d\.\d{3})", out.split("predictions:")[1])]
+    assert predictions == pytest.approx([1, 1, 0, 0], abs=0.02)
+
+
+def test_export_onnx(trained, capsys, tmp_path):
+    pytest.importorskip("onnx")
+    model, _ = trained
+    out = tmp_path / "digits.onnx"
+    status, stdout, err = run(capsys, "export", str(model), "--onnx", str(out))
+    assert status == 0, err
+    assert out.stat().st_size > 25_450 * 4  # the weights are in it
+    assert f"wrote {out}" in stdout
+
+
+def test_lesson_runs(capsys, tmp_path):
+    pytest.importorskip("chainrule.lessons")
+    status, out, err = run(capsys, "lesson", "1")
+    assert status == 0, err
+    assert "Lesson 1" in out
+    status, _, err = run(capsys, "lesson", "99")
+    assert_one_line_error(status, err)
+
+
+@pytest.mark.skipif(
+    not {"checkpoint", "resume"} <= set(__import__("inspect").signature(fit).parameters),
+    reason="fit has no checkpoint/resume yet",
+)
+def test_checkpoint_and_resume(capsys, tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
+    # A constant learning rate, so two epochs then a third is the same run as three.
+    base = ["--limit", "400", "--validation", "100", "--layers", "784,16,10", "--progress",
+            "lines", "--seed", "5", "--lr", "0.003", "--final-lr", "0.003"]
+    status, _, err = run(capsys, "train", *base, "--epochs", "2", "--out",
+                         str(tmp_path / "two.safetensors"), "--checkpoint", str(checkpoint))
+    assert status == 0, err
+    assert checkpoint.exists()
+    status, out, err = run(capsys, "train", *base, "--epochs", "3", "--resume", str(checkpoint),
+                           "--out", str(tmp_path / "resumed.safetensors"))
+    assert status == 0, err
+    assert f"resuming {checkpoint}: 2 epochs done" in out
+    assert "epoch 3/3" in out and "epoch 1/3" not in out
+    # Three epochs in one go give the same weights as two, then one more resumed.
+    status, _, err = run(capsys, "train", *base, "--epochs", "3", "--out",
+                         str(tmp_path / "straight.safetensors"))
+    assert status == 0, err
+    resumed, straight = cr.load(tmp_path / "resumed.safetensors"), cr.load(
+        tmp_path / "straight.safetensors")
+    for name, array in straight.parameters().items():
+        np.testing.assert_array_equal(resumed.parameters()[name], array)
+
+
+def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
+    """SIGINT to a real ``chainrule train`` process: it stops, saves, says so, exits 130."""
+    model = tmp_path / "interrupted.safetensors"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chainrule", "train", "--epochs", "500", "--limit", "1000",
+         "--validation", "100", "--layers", "784,16,10", "--progress", "lines",
+         "--out", str(model)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if line.startswith("epoch 2/500") or not line:
+                break
+        assert any(line.startswith("epoch 2/500") for line in lines), "".join(lines)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    out = "".join(lines) + out
+    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    assert "Traceback" not in err
+    assert "stopping after the current step" in err
+    assert "interrupted: saved the model trained so far (stopped in epoch" in err
+    assert str(model) in err
+    assert "test accuracy:" in out
+    epochs = int(re.findall(r"^epoch (\d+)/500", out, flags=re.M)[-1])
+    assert 2 <= epochs < 500
+    network = cr.load(model)
+    assert network.in_features == 784 and network.out_features == 10
