@@ -33,13 +33,15 @@ from .errors import ModelFileError
 __all__ = ["FORMAT_VERSION", "atomic_write_bytes", "load", "read_safetensors", "save"]
 
 #: Version of the metadata layout; a file from a newer version is refused.
-FORMAT_VERSION = 1
+#: 1: architecture, loss, optimizer, dtype. 2: adds the SHA-256 digest, required from then on
+#: (so that flipping a bit in its key cannot switch the check off).
+FORMAT_VERSION = 2
 _FORMAT = "chainrule"
 #: Metadata key of the digest; the digest covers every other key and all tensors.
 DIGEST_KEY = "sha256"
 # An MLP with more layers than this is not a model but an attack on memory:
 # each parameter-free layer costs ~1 KB of Python objects for ~16 bytes of JSON.
-_MAX_LAYERS = 10_000
+_MAX_LAYERS = 1000
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -232,8 +234,13 @@ def read_safetensors(path: str | PathLike) -> tuple[dict[str, np.ndarray], dict[
     return tensors, metadata
 
 
-def check_format(metadata: dict[str, str], path: str, format_name: str, version: int, kind: str) -> None:
-    """Refuse a file of another kind, or one written by a newer format version (saying so)."""
+def check_format(
+    metadata: dict[str, str], path: str, format_name: str, version: int, kind: str
+) -> int:
+    """Refuse a file of another kind, or one written by a newer format version (saying so).
+
+    Returns the file's format version.
+    """
     found = metadata.get("format")
     if found != format_name:
         raise ModelFileError(f"{path} is not a chainrule {kind} (format {found!r})")
@@ -249,13 +256,18 @@ def check_format(metadata: dict[str, str], path: str, format_name: str, version:
         )
     if file_version < 1:
         raise ModelFileError(f"{path}: invalid format_version {file_version}")
+    return file_version
 
 
-def check_digest(tensors: dict[str, np.ndarray], metadata: dict[str, str], path: str) -> None:
-    """Compare the stored digest (if any) with the file's contents."""
+def check_digest(
+    tensors: dict[str, np.ndarray], metadata: dict[str, str], path: str, required: bool = True
+) -> None:
+    """Compare the stored digest with the file's contents (files from before digests have none)."""
     stored = metadata.get(DIGEST_KEY)
     if stored is None:
-        return  # files from before digests, or written by other tools
+        if required:
+            raise ModelFileError(f"{path} is corrupt: its SHA-256 digest ({DIGEST_KEY!r}) is missing")
+        return
     if tensor_digest(tensors, metadata) != stored:
         raise ModelFileError(
             f"{path} is corrupt: its contents do not match the SHA-256 digest stored in it"
@@ -302,8 +314,9 @@ def load(path: str | PathLike, architecture: Any = None) -> Any:
             f"{path} has no chainrule metadata (format {kind!r}); if it is a plain state dict, "
             f"pass its shape: chainrule.load(path, architecture=Network.from_sizes([...]))"
         )
-    check_format(metadata, path, _FORMAT, FORMAT_VERSION, "model")
-    network = build_network(metadata, tensors, path, digest_of=tensors)
+    version = check_format(metadata, path, _FORMAT, FORMAT_VERSION, "model")
+    network = build_network(metadata, tensors, path, digest_of=tensors,
+                            digest_required=version >= 2)
     _load_parameters(network, tensors, path)
     return network
 
@@ -316,8 +329,11 @@ def _load_into(network: Any, tensors: dict[str, np.ndarray], path: str) -> Any:
             "architecture must be a chainrule Network, e.g. "
             f"Network.from_sizes([784, 128, 10], activation='relu'); got {network!r}"
         )
+    tensors = dict(tensors)
     for name, array in tensors.items():
-        if array.dtype not in _FLOAT_DTYPES:
+        if array.dtype.name == "bfloat16":  # NumPy knows it once ml_dtypes is imported (onnx does)
+            tensors[name] = array.astype(np.float32)  # exact: bfloat16 is float32's top half
+        elif array.dtype not in _FLOAT_DTYPES:
             raise ModelFileError(
                 f"{path}: tensor {name!r} has dtype {array.dtype}; weights must be float16, "
                 f"float32 or float64"
@@ -340,6 +356,7 @@ def build_network(
     tensors: dict[str, np.ndarray],
     path: str,
     digest_of: dict[str, np.ndarray] | None = None,
+    digest_required: bool = True,
 ) -> Any:
     """A zero-weight ``Network`` from validated metadata, refusing anything the file cannot back.
 
@@ -355,13 +372,15 @@ def build_network(
     from .network import Network
     from .optimizers import get_optimizer
 
+    dtype = metadata.get("dtype")
+    if dtype not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: dtype must be 'float32' or 'float64', got {dtype!r:.40}")
+    for name, array in tensors.items():
+        if array.dtype != np.dtype(dtype):
+            raise ModelFileError(
+                f"{path}: tensor {name!r} has dtype {array.dtype}, the model's is {dtype}"
+            )
     try:
-        dtype = metadata.get("dtype")
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        for name, array in tensors.items():
-            if array.dtype != np.dtype(dtype):
-                raise ValueError(f"tensor {name!r} has dtype {array.dtype}, the model's is {dtype}")
         layer_configs = _check_layers(json.loads(metadata["architecture"]))
     except MemoryError:
         raise
@@ -372,7 +391,7 @@ def build_network(
     except ValueError as error:
         raise ModelFileError(f"{path}: {error}") from None
     if digest_of is not None:
-        check_digest(digest_of, metadata, path)
+        check_digest(digest_of, metadata, path, required=digest_required)
     try:
         loss = get_loss(_check_json_object(json.loads(metadata["loss"]), "loss"))
         optimizer = get_optimizer(
