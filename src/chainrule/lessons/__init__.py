@@ -16,6 +16,7 @@ array([ 0.1119 ,  0.20091, -0.09832])
 
 from __future__ import annotations
 
+import operator
 import os
 from typing import Any, TextIO
 
@@ -48,7 +49,10 @@ def run(number: int, plot_dir: str | os.PathLike | None = None,
     dict
         The key numbers the lesson computed, by name (e.g. ``"1a_weights"``).
     """
-    module = _MODULES.get(number) if isinstance(number, int) and not isinstance(number, bool) else None
+    try:
+        module = None if isinstance(number, bool) else _MODULES.get(operator.index(number))
+    except TypeError:  # "1" or 1.0: not a lesson number
+        module = None
     if module is None:
         choices = ", ".join(str(n) for n in LESSONS)
         raise ValueError(f"unknown lesson {number!r}; choose one of {choices}")

@@ -1,0 +1,222 @@
+"""Training-health diagnostics on networks built to be saturated, dead, exploding or healthy."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.diagnostics import (
+    HealthCheck,
+    TrainingHealthWarning,
+    activation_health,
+    diagnose,
+    gradient_norms,
+    parameter_norms,
+)
+
+
+def saturated_net():
+    """4 -> 8 -> 8 -> 2, sigmoid everywhere, every weight 10.
+
+    Each unit after the first layer sums 8 sigmoid outputs (all > 0.5) times 10, so
+    its input is at least 40, where sigmoid is exactly 1.0 in float64.
+    """
+    net = cr.Network.from_sizes([4, 8, 8, 2], activation="sigmoid", output_activation="sigmoid",
+                                seed=0, dtype="float64", optimizer=cr.SGD(lr=0.1))
+    for layer in net.layers:
+        if isinstance(layer, cr.Dense):
+            layer.weight = np.full(layer.weight.shape, 10.0)
+    return net
+
+
+def healthy_net(dtype="float64"):
+    return cr.Network.from_sizes([4, 16, 16, 3], activation="relu", seed=0, dtype=dtype,
+                                 optimizer=cr.SGD(lr=0.05))
+
+
+def data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, size=(n, 4))
+    y = rng.uniform(0, 1, size=(n, 3))
+    return x, y
+
+
+def test_saturated_network_has_exactly_zero_gradients():
+    net = saturated_net()
+    x, _ = data()
+    y = np.full((len(x), 2), 0.5)
+    norms = gradient_norms(net, x, y)
+    assert set(norms) == {0, 2, 4}
+    assert norms == {0: 0.0, 2: 0.0, 4: 0.0}
+    health = activation_health(net)  # from the cached forward pass
+    assert set(health) == {1, 3, 5}
+    assert health[1].kind == "sigmoid" and health[1].units == 8 and health[1].samples == 32
+    assert health[3].saturated == 1.0 and health[5].saturated == 1.0
+    assert health[1].dead is None
+
+
+def test_diagnose_names_the_saturated_layer_and_a_fix():
+    net = saturated_net()
+    x, _ = data()
+    report = diagnose(net, x, np.full((len(x), 2), 0.5))
+    kinds = [p.kind for p in report.problems]
+    assert "vanishing" in kinds and "saturated" in kinds
+    assert not report.ok
+    vanishing = next(p for p in report.problems if p.kind == "vanishing")
+    assert vanishing.layer == 0
+    assert "exactly 0" in vanishing.message
+    assert "layer 5 (Sigmoid())" in vanishing.message  # the layer that blocks the gradient
+    assert "Glorot" in vanishing.message and "[0, 1]" in vanishing.message
+    text = str(report)
+    assert "Dense(4, 8)" in text and "100.0%" in text and "problem (vanishing)" in text
+    assert report.loss == pytest.approx(0.5)  # both outputs 1.0 against targets 0.5
+
+
+def test_tanh_saturation_is_measured():
+    net = cr.Network([cr.Dense(3, 5, seed=0), cr.Tanh()], dtype="float64")
+    net.layers[0].weight = np.full((5, 3), 10.0)
+    health = activation_health(net, np.ones((4, 3)))
+    assert health[1].kind == "tanh" and health[1].saturated == 1.0
+    health = activation_health(net, np.full((4, 3), 1e-3))
+    assert health[1].saturated == 0.0
+
+
+def test_dead_relus_are_found_on_a_batch():
+    net = healthy_net()
+    dense = net.layers[2]  # second hidden layer: push every unit negative
+    dense.bias = np.full(dense.out_features, -100.0)
+    x, y = data(n=16)
+    health = activation_health(net, x)
+    assert health[3].kind == "relu" and health[3].dead == 1.0 and health[3].saturated is None
+    assert 0.0 <= health[1].dead < 0.5
+    report = diagnose(net, x, y)
+    dead = [p for p in report.problems if p.kind == "dead"]
+    assert len(dead) == 1 and dead[0].layer == 3
+    assert "100% of its relus are dead" in dead[0].message and "LeakyReLU" in dead[0].message
+    # the first layers get no gradient through the dead layer
+    assert report.gradient_norms[0] == 0.0 and report.gradient_norms[2] == 0.0
+    assert report.gradient_norms[4] > 0.0
+
+
+def test_dead_relus_are_not_judged_on_a_few_samples():
+    net = healthy_net()
+    net.layers[2].bias = np.full(16, -100.0)
+    x, y = data(n=4)
+    report = diagnose(net, x, y)
+    assert activation_health(net, x)[3].dead == 1.0
+    assert "dead" not in [p.kind for p in report.problems]
+
+
+def test_exploding_gradients_are_reported():
+    net = cr.Network([cr.Dense(4, 50, seed=0), cr.LeakyReLU(), cr.Dense(50, 3, seed=1)],
+                     dtype="float64")
+    for layer in (net.layers[0], net.layers[2]):
+        layer.weight = np.full(layer.weight.shape, 30.0)
+    report = diagnose(net, *data())
+    kinds = [p.kind for p in report.problems]
+    assert kinds == ["exploding"]
+    assert "learning rate" in report.problems[0].message
+    assert 1 not in report.activations  # LeakyReLU never blocks the gradient
+
+
+def test_healthy_network_has_no_problems():
+    net = healthy_net()
+    x, y = data()
+    report = diagnose(net, x, y)
+    assert report.ok, str(report)
+    assert "no problems found" in str(report)
+    norms = report.gradient_norms
+    grads = net.gradients()
+    for i in (0, 2, 4):
+        expected = np.sqrt(sum(np.sum(grads[f"{i}.{k}"] ** 2) for k in ("weight", "bias")))
+        assert norms[i] == pytest.approx(expected, rel=1e-12)
+        assert norms[i] > 0
+    params = parameter_norms(net)
+    assert params[0] == pytest.approx(
+        np.sqrt(np.sum(net.layers[0].weight ** 2) + np.sum(net.layers[0].bias ** 2)), rel=1e-12)
+
+
+def test_gradient_norms_reads_the_last_backward_without_a_batch():
+    net = healthy_net()
+    x, y = data()
+    net.train_step(x, y)
+    expected = {i: float(np.sqrt(sum(np.sum(g ** 2) for g in layer.grads.values())))
+                for i, layer in enumerate(net.layers) if layer.params}
+    got = gradient_norms(net)
+    assert got == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="both"):
+        gradient_norms(net, x)
+    with pytest.raises(ValueError, match="both"):
+        diagnose(net, y=y)
+
+
+def test_activation_health_needs_a_forward_pass():
+    net = healthy_net()
+    with pytest.raises(RuntimeError, match="forward"):
+        activation_health(net)
+
+
+def test_converged_network_is_not_called_vanishing():
+    net = saturated_net()
+    x, _ = data()
+    report = diagnose(net, x, np.ones((len(x), 2)))  # predicts exactly its targets
+    assert report.loss == 0.0
+    assert "vanishing" not in [p.kind for p in report.problems]
+
+
+def test_diagnose_leaves_dropout_and_training_mode_alone():
+    net = cr.Network.from_sizes([4, 16, 3], dropout=0.5, seed=0, dtype="float64")
+    dropout = net.layers[2]
+    state = dropout.rng.bit_generator.state
+    diagnose(net, *data())
+    assert dropout.rng.bit_generator.state == state
+    assert all(layer.training for layer in net.layers)
+
+
+def test_float32_network():
+    report = diagnose(healthy_net("float32"), *data())
+    assert report.ok and all(np.isfinite(v) for v in report.gradient_norms.values())
+
+
+def fit_saturated(callback, epochs=3):
+    net = saturated_net()
+    x, _ = data(n=64)
+    y = np.full((len(x), 2), 0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net.fit(x, y, epochs=epochs, batch_size=16, verbose=0, callbacks=[callback], seed=0)
+    return [w for w in caught if issubclass(w.category, TrainingHealthWarning)]
+
+
+def test_health_check_warns_once_per_kind_during_fit():
+    check = HealthCheck()
+    caught = fit_saturated(check, epochs=3)
+    kinds = [p.kind for p in check.problems]
+    assert sorted(kinds) == ["saturated", "vanishing"]  # once each, over 3 epochs x 4 steps
+    assert len(caught) == 2
+    messages = " ".join(str(w.message) for w in caught)
+    assert "gradients vanish" in messages and "Sigmoid(scale=0.01)" in messages
+    assert check.last_report is not None and not check.last_report.ok
+
+
+def test_health_check_with_a_probe_batch_and_a_step_interval():
+    x, _ = data(n=8, seed=3)
+    check = HealthCheck(x, np.full((8, 2), 0.5), every_steps=5)
+    caught = fit_saturated(check, epochs=2)
+    assert len(caught) == 2
+    assert check.last_report.loss == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        HealthCheck(every_steps=0)
+    with pytest.raises(ValueError):
+        HealthCheck(x)
+
+
+def test_health_check_is_silent_on_a_healthy_run():
+    net = healthy_net()
+    x, y = data(n=64)
+    check = HealthCheck()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingHealthWarning)
+        net.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[check], seed=0)
+    assert check.problems == [] and check.last_report.ok
