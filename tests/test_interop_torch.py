@@ -14,13 +14,16 @@ TORCH_ACTIVATION = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 def torch_mlp(sizes, activation):
-    """``nn.Sequential(Linear, act, Linear, act, ..., Linear)``: indices as in chainrule."""
+    """``nn.Sequential(Linear, act, Linear, act, ..., Linear)``: indices as in chainrule.
+
+    float32 whatever torch's default dtype (another test module may change it).
+    """
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(TORCH_ACTIVATION[activation]())
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(torch.float32)
 
 
 def torch_out(model, x):
