@@ -240,7 +240,7 @@ def _plot(plot_dir: str | os.PathLike, out: Printer, numerical: np.ndarray, anal
                   "numerical run's weights (tutorial)")
     left.set(xlabel="epoch", ylabel="mean error (pred - y)**2",
              title=f"Lesson 2: training from the same weights (seed {SEED})")
-    left.legend()
+    left.legend(loc="upper right", fontsize=9)
     right.semilogy(epochs, positive(rel), marker="o", markersize=3)
     right.set(xlabel="epoch", ylabel="|numerical - analytic| / analytic",
               title="relative difference of the two error curves")
