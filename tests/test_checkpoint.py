@@ -99,6 +99,8 @@ def test_checkpoint_every_counts_epochs_and_always_saves_the_last(tmp_path, data
     assert load_checkpoint(path).epoch == 5
     with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
         run(data, 1, checkpoint=path, checkpoint_every=0)
+    with pytest.raises(FileNotFoundError, match="no directory .*absent for checkpoint"):
+        run(data, 1, checkpoint=tmp_path / "absent" / "c.safetensors")
 
 
 def test_resume_with_no_epochs_left_returns_the_saved_history(tmp_path, data):

@@ -8,6 +8,7 @@ math.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import warnings
@@ -161,6 +162,10 @@ def fit(
     checkpoint_every = int(checkpoint_every)
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1 (epochs), got {checkpoint_every}")
+    if checkpoint is not None:
+        folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+        if not os.path.isdir(folder):  # fail now, not after the first epoch's work
+            raise FileNotFoundError(f"no directory {folder} for checkpoint {os.fspath(checkpoint)}")
     x, y = _check_data(network, x, y, "training")
     if validation_data is not None:
         x_val, y_val = _check_data(network, *validation_data, "validation")
