@@ -6,10 +6,11 @@
 >>> loss = net.train_step([0.2, 0.3], [0.3, 0.67])
 """
 
-from . import datasets, initializers
+from . import datasets, diagnostics, initializers
 from ._version import __version__
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .augmentation import random_shift
+from .diagnostics import HealthCheck, TrainingHealthWarning
 from .errors import ModelFileError, NonFiniteLossError
 from .gradcheck import GradientReport, check_gradients
 from .io import load
@@ -47,6 +48,9 @@ __all__ = [
     "SGD",
     "Adam",
     "datasets",
+    "diagnostics",
+    "HealthCheck",
+    "TrainingHealthWarning",
     "initializers",
     "check_gradients",
     "GradientReport",
