@@ -217,7 +217,7 @@ def fit(
     for epoch in range(start_epoch, epochs):
         first_step, (total, seen) = 0, (0.0, 0)
         if epoch == start_epoch and start_step:
-            first_step, (total, seen) = start_step, start_loss
+            first_step, (total, seen) = min(start_step, n_batches), start_loss
         for callback in callbacks:
             callback.on_epoch_begin(epoch, {"steps": n_batches, "first_step": first_step})
         # The generator is drawn from only here, at the start of an epoch, so
