@@ -11,7 +11,7 @@ import numpy as np
 from .activations import get_activation
 from .errors import NonFiniteLossError
 from .initializers import Initializer, default_initializer
-from .layers import Dense, Dropout, Layer
+from .layers import Dense, Dropout, Layer, threaded_matmul
 from .losses import Loss, SquaredError, get_loss
 from .optimizers import SGD, Optimizer, get_optimizer
 
@@ -131,15 +131,18 @@ class Network:
         If the loss is NaN or infinite the step is not applied and
         ``NonFiniteLossError`` is raised, so the weights stay finite.
         """
-        loss = self.loss.forward(self.forward(x), y)
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"the loss is {loss}; the weights were left as they were")
-        # self.backward(), except that nothing needs dL/dx of the first layer
-        layers = self.layers
-        grad = self.loss.backward()
-        for layer in layers[:0:-1]:
-            grad = layer.backward(grad)
-        layers[0].backward_params(grad)
+        with threaded_matmul:  # large products of this step run on two cores
+            loss = self.loss.forward(self.forward(x), y)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"the loss is {loss}; the weights were left as they were"
+                )
+            # self.backward(), except that nothing needs dL/dx of the first layer
+            layers = self.layers
+            grad = self.loss.backward()
+            for layer in layers[:0:-1]:
+                grad = layer.backward(grad)
+            layers[0].backward_params(grad)
         params = [p for layer in layers for p in layer.params.values()]
         grads = [g for layer in layers for g in layer.grads.values()]
         self.optimizer.step(params, grads)
