@@ -7,7 +7,6 @@ import chainrule as cr
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-torch.set_default_dtype(torch.float64)
 
 
 def torch_twin(net):
@@ -31,7 +30,7 @@ def torch_twin(net):
             modules.append(nn.Identity())
         else:
             raise TypeError(layer)
-    model = nn.Sequential(*modules)
+    model = nn.Sequential(*modules).double()
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in net.parameters().items()})
     return model
 

@@ -246,11 +246,14 @@ class Network:
 
         save(self, path)
 
-    def to_onnx(self, path: str | PathLike, **kwargs: Any) -> None:
-        """Export the inference graph to ONNX; see ``chainrule.export.to_onnx``."""
+    def to_onnx(self, path: str | PathLike | None = None, **kwargs: Any) -> Any:
+        """Export the inference graph to ONNX (returns the ``onnx.ModelProto``).
+
+        See ``chainrule.export.to_onnx``.
+        """
         from .export import to_onnx
 
-        to_onnx(self, path, **kwargs)
+        return to_onnx(self, path, **kwargs)
 
     def summary(self) -> str:
         """A table of layers, output shapes and parameter counts."""
