@@ -97,7 +97,7 @@ class SGD(Optimizer):
         self.steps += 1
         lr = self.lr
         for p, g in zip(params, grads):
-            p -= lr * g
+            p -= g * lr  # not lr * g, which first tries float.__mul__ and fails
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         if self.weight_decay:
