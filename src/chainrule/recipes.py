@@ -74,11 +74,11 @@ class DigitRecipe:
     dropout: float = 0.2
     input_dropout: float = 0.0
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float = 2e-3
     final_lr: float = 1e-5
     weight_decay: float = 0.0
-    epochs: int = 30
-    batch_size: int = 128
+    epochs: int = 40
+    batch_size: int = 256
     max_shift: int = 2
     validation: int = 1000
     seed: int = 0
