@@ -55,7 +55,7 @@ BATCH_SIZES = (1, 32, 128, 512)
 LR = 0.01
 # Pause between timed runs, so that BLAS / OpenMP worker threads still spinning
 # after one contender's run do not steal the cores from the next one.
-SETTLE_S = 0.02
+SETTLE_S = 0.1
 
 
 def flops_per_sample(sizes: tuple[int, ...] = SIZES) -> int:
@@ -125,7 +125,7 @@ def make_chainrule_steps(x, y, batch_size):
     return epoch
 
 
-def make_torch(x, y, batch_size):
+def make_torch(x, y, batch_size, threads=None):
     import torch
 
     torch.manual_seed(0)
@@ -151,7 +151,24 @@ def make_torch(x, y, batch_size):
             optimizer.step()
             loss.item()  # chainrule's train_step returns the loss as a float too
 
-    return epoch
+    return _torch_threads(epoch, threads)
+
+
+def _torch_threads(run: Callable[[], None], threads: int | None) -> Callable[[], None]:
+    """``run`` with PyTorch held at ``threads`` threads (None: as set, the machine's cores)."""
+    if threads is None:
+        return run
+    import torch
+
+    def limited() -> None:
+        saved = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            run()
+        finally:
+            torch.set_num_threads(saved)
+
+    return limited
 
 
 def make_sklearn(x, y, batch_size):
@@ -226,7 +243,7 @@ def make_tiny_chainrule(x, y):
     return run
 
 
-def make_tiny_torch(x, y):
+def make_tiny_torch(x, y, threads=None):
     import torch
 
     torch.manual_seed(0)
@@ -245,7 +262,7 @@ def make_tiny_torch(x, y):
             optimizer.step()
             loss.item()
 
-    return run
+    return _torch_threads(run, threads)
 
 
 def make_tiny_numpy(x, y):
@@ -283,8 +300,10 @@ def interleaved(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, 
 def interleaved_rates(
     makers: dict[str, Callable[[np.ndarray, np.ndarray], Callable[[], None]]],
     x: np.ndarray, y: np.ndarray, batch_size: int, repeats: int, budget_s: float,
-) -> dict[str, float]:
-    """Median samples/s of every contender training on a prefix of ``(x, y)``.
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median samples/s, and CPU microseconds per sample, of every contender.
+
+    Each trains on a prefix of ``(x, y)``.
 
     A short probe sizes each contender's share of the data so that one
     repetition takes about ``budget_s`` (at most all of ``x``, at least 8
@@ -301,8 +320,11 @@ def interleaved_rates(
         n = int(min(len(x), max(probe, rate * budget_s)))
         counts[name] = n - n % batch_size or batch_size
     runs = {name: make(x[: counts[name]], y[: counts[name]]) for name, make in makers.items()}
+    CPU_SECONDS.clear()
     times = interleaved(runs, repeats)
-    return {name: counts[name] / statistics.median(t) for name, t in times.items()}
+    rates = {name: counts[name] / statistics.median(t) for name, t in times.items()}
+    cpu_us = {name: statistics.median(CPU_SECONDS[name]) / counts[name] * 1e6 for name in runs}
+    return rates, cpu_us
 
 
 def _with_batch(make, batch_size, x, y):
@@ -311,13 +333,22 @@ def _with_batch(make, batch_size, x, y):
 
 def _alternate(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+    names = list(runs)
+    for i in range(repeats):
+        # Rotate the order, so no contender always runs right after the same other one.
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            run = runs[name]
             time.sleep(SETTLE_S)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             run()
             times[name].append(time.perf_counter() - start)
+            CPU_SECONDS.setdefault(name, []).append(time.process_time() - cpu)
     return times
+
+
+#: Process CPU seconds of every timed call, by contender (all threads together):
+#: less sensitive than wall time to other processes, and it shows spinning threads.
+CPU_SECONDS: dict[str, list[float]] = {}
 
 
 def sgemm_rate(n: int, repeats: int, threads: int | None = None) -> float:
@@ -525,14 +556,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     if have_torch:
         contenders["PyTorch"] = make_torch
+        contenders["PyTorch (1 thread)"] = functools.partial(make_torch, threads=1)
     if have_sklearn:
         contenders["scikit-learn MLPClassifier"] = make_sklearn
     contenders["plain NumPy loop"] = make_numpy
     rates: dict[int, dict[str, float]] = {}
+    cpu_us: dict[int, dict[str, float]] = {}
     for batch_size in args.batch_sizes:
         makers = {name: functools.partial(_with_batch, make, batch_size)
                   for name, make in contenders.items()}
-        rates[batch_size] = interleaved_rates(makers, x, y, batch_size, repeats, budget_s)
+        rates[batch_size], cpu_us[batch_size] = interleaved_rates(
+            makers, x, y, batch_size, repeats, budget_s
+        )
         line = ", ".join(f"{k}: {fmt_rate(v)}" for k, v in rates[batch_size].items())
         print(f"batch {batch_size}: {line}", flush=True)
 
@@ -544,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny_runs = {"chainrule": make_tiny_chainrule(tx, ty)}
     if have_torch:
         tiny_runs["PyTorch"] = make_tiny_torch(tx, ty)
+        tiny_runs["PyTorch (1 thread)"] = make_tiny_torch(tx, ty, threads=1)
     tiny_runs["plain NumPy loop"] = make_tiny_numpy(tx, ty)
     tiny_times = interleaved(tiny_runs, repeats)
     tiny_us = {k: statistics.median(t) / n_tiny * 1e6 for k, t in tiny_times.items()}
@@ -572,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render(
         command=command, machine=machine, samples=samples, repeats=repeats, rates=rates,
         gemm=(gemm_all, gemm_one), tiny_us=tiny_us, n_tiny=n_tiny, rss_mib=rss_mib,
-        import_ms=import_ms, budget_s=budget_s,
+        import_ms=import_ms, budget_s=budget_s, cpu_us=cpu_us,
     )
     print("\n" + report)
     if output is not None:
@@ -589,7 +625,7 @@ def _load_average() -> str:
 
 
 def render(*, command, machine, samples, repeats, rates, gemm, tiny_us, n_tiny, rss_mib,
-           import_ms, budget_s) -> str:
+           import_ms, budget_s, cpu_us) -> str:
     gemm_all, gemm_one = gemm
     flops = flops_per_sample()
     steps_name = "chainrule train_step loop"
@@ -607,8 +643,8 @@ def render(*, command, machine, samples, repeats, rates, gemm, tiny_us, n_tiny, 
         f"(lr={LR}, no momentum), He-normal weights. Data: "
         f"{getattr(load_data, 'source', '?')}; each repetition trains one contender on the "
         f"first samples, up to {samples}, sized by a probe to take about {budget_s:g} s. "
-        f"Medians over {repeats} interleaved repetitions (A, B, C, A, B, C, ...) after a "
-        "warm-up. The train_step loop, PyTorch and the NumPy loop walk the data in order; "
+        f"Medians over {repeats} interleaved repetitions (A, B, C, then B, C, A, ...) after "
+        "a warm-up. The train_step loop, PyTorch and the NumPy loop walk the data in order; "
         "fit and scikit-learn shuffle it every epoch.",
         "",
         "## Training throughput (samples/s, higher is better)",
@@ -633,6 +669,21 @@ def render(*, command, machine, samples, repeats, rates, gemm, tiny_us, n_tiny, 
     rows.append(["fit (verbose=1) / train_step loop"] + [
         f"{rates[b]['chainrule fit (verbose=1)'] / rates[b][steps_name]:.3f}"
         for b in batch_sizes])
+    out.append(table(rows))
+    out += [
+        "",
+        "Process CPU time per sample in microseconds (all threads together; spinning BLAS or "
+        "OpenMP threads count too). Less disturbed than wall time by other processes; the "
+        "last rows compare fit's CPU cost with the bare loop's (1.000 = no overhead).",
+        "",
+    ]
+    rows = [["contender"] + [f"batch {b}" for b in batch_sizes]]
+    for name in names:
+        rows.append([name] + [f"{cpu_us[b][name]:.1f}" for b in batch_sizes])
+    for verbose in (0, 1):
+        fit = f"chainrule fit (verbose={verbose})"
+        rows.append([f"fit (verbose={verbose}) / train_step loop, CPU"] + [
+            f"{cpu_us[b][fit] / cpu_us[b][steps_name]:.3f}" for b in batch_sizes])
     out.append(table(rows))
     if 1 in rates:
         out += ["", "One sample per step on this network (batch 1), microseconds per step: " + ", ".join(
