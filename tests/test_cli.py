@@ -302,3 +302,66 @@ def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
     assert 2 <= epochs < 500
     network = cr.load(model)
     assert network.in_features == 784 and network.out_features == 10
+
+
+# -- the recipe behind ``chainrule train`` ----------------------------------------------------
+
+
+def test_default_recipe_builds_the_documented_network():
+    from chainrule.recipes import DigitRecipe, build_callbacks, build_network
+
+    recipe = DigitRecipe()
+    network = build_network(recipe)
+    kinds = [type(layer).__name__ for layer in network.layers]
+    assert kinds == ["Dense", "ReLU", "Dropout", "Dense", "ReLU", "Dropout", "Dense"]
+    dense = [layer for layer in network.layers if isinstance(layer, cr.Dense)]
+    assert [(d.in_features, d.out_features) for d in dense] == [(784, 512), (512, 256), (256, 10)]
+    assert all(d.p == recipe.dropout for d in network.layers if isinstance(d, cr.Dropout))
+    assert isinstance(network.optimizer, cr.Adam) and network.optimizer.lr == recipe.lr
+    assert type(network.loss).__name__ == "CrossEntropy"
+    # He initialisation: weight variance 2 / fan_in; biases start at zero.
+    assert np.var(dense[0].weight) == pytest.approx(2 / 784, rel=0.05)
+    assert not dense[0].bias.any()
+    schedule = build_callbacks(recipe)[0].schedule
+    assert schedule(0) == pytest.approx(recipe.lr)
+    assert schedule(recipe.epochs - 1) == pytest.approx(recipe.final_lr)
+    # The same seed builds the same network; the description names every choice.
+    again = build_network(recipe)
+    np.testing.assert_array_equal(again.layers[0].weight, dense[0].weight)
+    text = recipe.describe()
+    for part in ("784-512-256-10", "dropout 0.2", "Adam", "40 epochs", "batch 256", "2 px"):
+        assert part in text
+
+
+def test_recipe_variants_and_validation_split():
+    from chainrule.recipes import DigitRecipe, build_network, split_validation
+
+    recipe = DigitRecipe().replace(layers=[784, 20, 10], dropout=0.0, input_dropout=0.1,
+                                   optimizer="sgd", lr=None)
+    assert recipe.layers == (784, 20, 10) and recipe.lr == DigitRecipe().lr
+    network = build_network(recipe)
+    assert [type(layer).__name__ for layer in network.layers] == [
+        "Dropout", "Dense", "ReLU", "Dense"]
+    assert isinstance(network.optimizer, cr.SGD) and network.optimizer.nesterov
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        build_network(recipe.replace(optimizer="rmsprop"))
+    x, y = np.arange(20.0).reshape(10, 2), np.arange(10)
+    (x_train, y_train), (x_val, y_val) = split_validation(x, y, 3)
+    np.testing.assert_array_equal(y_train, np.arange(7))
+    np.testing.assert_array_equal(y_val, [7, 8, 9])
+    assert split_validation(x, y, 0)[1] is None
+    with pytest.raises(ValueError, match="cannot hold out 10"):
+        split_validation(x, y, 10)
+
+
+def test_softmax_probabilities_of_logits_and_of_softmax_outputs():
+    from chainrule.recipes import softmax_probabilities
+
+    logits_net = cr.Network.from_sizes([3, 4], loss="cross_entropy", seed=0)
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    p = softmax_probabilities(logits_net, x)
+    z = logits_net.predict(x).astype(np.float64)
+    np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(axis=1, keepdims=True), rtol=1e-6)
+    softmax_net = cr.Network.from_sizes([3, 4], output_activation="softmax", seed=0)
+    np.testing.assert_allclose(softmax_probabilities(softmax_net, x), softmax_net.predict(x),
+                               rtol=1e-6)

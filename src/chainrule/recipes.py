@@ -50,8 +50,13 @@ class DigitRecipe:
 
     The defaults reach 97.5% or more on the real MNIST test set from the
     10,000 bundled training digits (9,000 to train on, 1,000 held out for
-    validation) in well under a minute on two CPU cores; see
-    ``benchmarks/mnist_vs_torch.py`` for measurements beside PyTorch.
+    validation) in under a minute on two CPU cores. Measured on a shared
+    2-core machine: 97.82%, 97.88% and 97.81% test accuracy for seeds 0, 1
+    and 2, in 23-51 s of training depending on the neighbours' load (the
+    same recipe in PyTorch: 97.73%, 97.85%, 97.86%); see
+    ``benchmarks/mnist_vs_torch.py``. Against 30 epochs of batch 128 at lr
+    1e-3 (97.61-97.75%), the larger batch is cheaper per epoch (fewer
+    optimizer updates) and the ten extra epochs buy the margin.
 
     Attributes
     ----------
