@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from os import PathLike
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .activations import get_activation
 from .errors import NonFiniteLossError
 from .initializers import Initializer, default_initializer
-from .layers import Dense, Dropout, Layer, threaded_matmul
-from .losses import Loss, SquaredError, get_loss
+from .layers import Dense, Dropout, Layer
+from .losses import Loss, get_loss
 from .optimizers import SGD, Optimizer, get_optimizer
+from .parallel import threaded_matmul
 
 __all__ = ["Network", "check_tensors"]
 
@@ -79,7 +81,7 @@ class Network:
         dropout: float = 0.0,
         seed: int | None = None,
         dtype: str | np.dtype = "float32",
-    ) -> "Network":
+    ) -> Network:
         """Build a network from its layer sizes, the tutorials' ``[2, 3, 3, 2]``.
 
         ``sizes[0]`` is the input width and ``sizes[-1]`` the output width;
@@ -209,7 +211,7 @@ class Network:
         for name, array in own.items():
             array[...] = tensors[name]
 
-    def astype(self, dtype: str | np.dtype) -> "Network":
+    def astype(self, dtype: str | np.dtype) -> Network:
         """Switch the whole network (parameters, and so every activation) to ``dtype``, in place."""
         dtype = np.dtype(dtype)
         if dtype not in _DTYPES:
@@ -321,7 +323,7 @@ class Network:
             if width is not None or n_in is not None:
                 width = layer.output_features(width if width is not None else n_in)
 
-    def _mode(self, training: bool) -> "_Mode":
+    def _mode(self, training: bool) -> _Mode:
         return _Mode(self, training)
 
 

@@ -9,7 +9,8 @@ state belongs to the i-th parameter.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
