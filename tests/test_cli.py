@@ -244,6 +244,8 @@ def test_lesson_runs(capsys, tmp_path):
 )
 def test_checkpoint_and_resume(capsys, tmp_path):
     checkpoint = tmp_path / "run.ckpt"
+    status, _, err = run(capsys, "train", "--resume", str(tmp_path / "none.ckpt"))
+    assert_one_line_error(status, err, "no checkpoint file at", "none.ckpt")
     # A constant learning rate, so two epochs then a third is the same run as three.
     base = ["--limit", "400", "--validation", "100", "--layers", "784,16,10", "--progress",
             "lines", "--seed", "5", "--lr", "0.003", "--final-lr", "0.003"]

@@ -336,6 +336,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         # The architecture comes from the checkpoint; the rest of the recipe
         # (epochs, schedule, shifts...) from the options, which should repeat the first run's.
+        if not Path(resume).is_file():
+            raise FileNotFoundError(f"no checkpoint file at {resume}")
         saved = load_checkpoint(resume)
         network = saved.build_network()
         _check_input_width(network, resume, x.shape[1], "the training images have")
