@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -157,10 +156,10 @@ def disk_full_after_half(fd, data):
 
 
 def refuse(error_number):
-    def mkstemp(*args, **kwargs):
+    def open_temp(*args, **kwargs):
         raise OSError(error_number, os.strerror(error_number))
 
-    return mkstemp
+    return open_temp
 
 
 def fail_at_fsync(fd):
@@ -169,15 +168,15 @@ def fail_at_fsync(fd):
 
 @pytest.mark.parametrize("target, fault, error_number, says", [
     ("_write_all", disk_full_after_half, errno.ENOSPC, "No space left on device .the disk is full."),
-    ("mkstemp", refuse(errno.EROFS), errno.EROFS, "Read-only file system .the directory is not"),
-    ("mkstemp", refuse(errno.EACCES), errno.EACCES, "Permission denied .the directory is not"),
+    ("_open_temp", refuse(errno.EROFS), errno.EROFS, "Read-only file system .the directory is not"),
+    ("_open_temp", refuse(errno.EACCES), errno.EACCES, "Permission denied .the directory is not"),
     ("fsync", fail_at_fsync, errno.EIO, "Input/output error"),
 ])
 def test_failed_save_is_a_clear_error_and_keeps_the_previous_file(
     monkeypatch, tmp_path, saved_model, target, fault, error_number, says
 ):
     net, path, before = saved_model
-    owner = {"_write_all": cr_io, "mkstemp": tempfile, "fsync": os}[target]
+    owner = {"_write_all": cr_io, "_open_temp": cr_io, "fsync": os}[target]
     monkeypatch.setattr(owner, target, fault)
     newer = cr.Network.from_sizes([6, 5, 3], seed=1)
     with pytest.raises(OSError) as info:
@@ -239,7 +238,7 @@ def test_stale_temporary_files_of_dead_writers_are_cleaned_and_ignored(tmp_path)
 
 
 def test_checkpoint_save_errors_name_the_checkpoint(monkeypatch, tmp_path):
-    monkeypatch.setattr(tempfile, "mkstemp", refuse(errno.EROFS))
+    monkeypatch.setattr(cr_io, "_open_temp", refuse(errno.EROFS))
     with pytest.raises(OSError, match="could not save checkpoint to .*nothing was written"):
         save_checkpoint(tmp_path / "c.safetensors", cr.Network.from_sizes([2, 2]), epoch=0)
 

@@ -118,3 +118,12 @@ def test_not_a_model_file(tmp_path):
         cr.load(path)
     with pytest.raises(FileNotFoundError):
         cr.load(tmp_path / "absent.safetensors")
+
+
+def test_saved_file_gets_umask_permissions_not_private_ones(tmp_path, net):
+    old = os.umask(0o022)
+    try:
+        net.save(tmp_path / "model.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644

@@ -16,21 +16,22 @@ only errors are ``ModelFileError`` (a ``ValueError``) and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import math
 import os
-import tempfile
+from collections.abc import Iterator
 from os import PathLike
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ._version import __version__
 from .errors import ModelFileError
 
-__all__ = ["FORMAT_VERSION", "atomic_write_bytes", "load", "read_safetensors", "save"]
+__all__ = ["FORMAT_VERSION", "atomic_write", "atomic_write_bytes", "load", "read_safetensors", "save"]
 
 #: Version of the metadata layout; a file from a newer version is refused.
 #: 1: architecture, loss, optimizer, dtype. 2: adds the SHA-256 digest, required from then on
@@ -48,15 +49,40 @@ _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64
 # -- writing -------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: str | PathLike, data: bytes, *, what: str = "file") -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+@contextlib.contextmanager
+def atomic_write(path: str | PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path``; on success, rename it onto ``path``.
 
-    The bytes go to a temporary file in the same directory
-    (``.NAME.PID.RANDOM.part``), are flushed and fsynced, and the temporary
+    Readers see the old file or the new one, never half of one: the data goes
+    to a temporary file in the same directory (``.NAME.PID.RANDOM.part``, with
+    the usual umask permissions), is flushed and fsynced, and the temporary
     file is renamed over ``path`` (atomic on POSIX); then the directory is
-    fsynced so the rename survives a power cut. A process killed mid-write
-    leaves only its ``.part`` file behind, which the next save to the same
-    path removes once that process is gone.
+    fsynced so the rename survives a power cut. If the body raises, the
+    temporary file is removed, ``path`` is untouched and the error propagates
+    unchanged. A process killed mid-write leaves only its ``.part`` file
+    behind, which the next write to the same path removes once that process
+    is gone.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    stem = _temp_stem(path)
+    _remove_stale_temp_files(directory, stem)
+    fd, tmp = _open_temp(directory, stem)
+    try:
+        with open(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def atomic_write_bytes(path: str | PathLike, data: bytes, *, what: str = "file") -> None:
+    """Write ``data`` to ``path`` with ``atomic_write``.
 
     Raises
     ------
@@ -65,30 +91,21 @@ def atomic_write_bytes(path: str | PathLike, data: bytes, *, what: str = "file")
         errno ``ENOSPC`` for a full disk...), with a message naming ``path``
         and saying that the previous file at ``path`` is unchanged.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    stem = _temp_stem(path)
-    _remove_stale_temp_files(directory, stem)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{stem}{os.getpid()}.", suffix=".part", dir=directory)
+        with atomic_write(path) as f:
+            _write_all(f.fileno(), data)
     except OSError as error:
-        raise _save_error(error, path, what) from error
-    try:
+        raise _save_error(error, os.fspath(path), what) from error
+
+
+def _open_temp(directory: str, stem: str) -> tuple[int, str]:
+    """Create a new, empty temporary file; unlike ``mkstemp``'s 0600 it gets umask permissions."""
+    while True:
+        tmp = os.path.join(directory, f"{stem}{os.getpid()}.{os.urandom(6).hex()}.part")
         try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as error:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(error, OSError):
-            raise _save_error(error, path, what) from error
-        raise
-    _fsync_directory(directory)
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -17,17 +17,17 @@ notice trailing data), so a lying header or a gzip bomb fails fast with
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from ..io import atomic_write
 
 __all__ = ["MAX_NDIM", "IDXFormatError", "read_idx", "read_idx_header", "write_idx"]
 
@@ -279,23 +279,3 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
             f.write(data)
 
 
-@contextlib.contextmanager
-def atomic_write(path: PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; on success move it onto ``path``.
-
-    The data is flushed and fsynced before the rename, so after a crash the
-    destination holds either its old content or the complete new one. If the
-    body raises, the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    # open(..., "xb") rather than tempfile.mkstemp so that the file gets the
-    # usual umask-based permissions instead of mkstemp's private 0600.
-    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -52,7 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import PathLike, atomic_write, read_idx, read_idx_header
+from ..io import atomic_write
+from .idx import PathLike, read_idx, read_idx_header
 
 __all__ = [
     "BUNDLED_SHA256",
