@@ -142,8 +142,7 @@ def test_save_all_writes_pngs_that_show_something(tmp_path):
                                     optimizer=cr.Adam(lr=1e-2), seed=0)
     history = network.fit(x_test, y_test, epochs=2, batch_size=50, verbose=0, seed=0,
                           validation_data=(x_test[:100], y_test[:100]))
-    paths = plotting.save_all(history, network, x_test, y_test, tmp_path / "plots",
-                              extra_metrics={"train_accuracy": [0.5, 0.7]})
+    paths = plotting.save_all(history, network, x_test, y_test, tmp_path / "plots")
     assert [p.name for p in paths] == ["learning_curves.png", "confusion_matrix.png",
                                        "first_layer_weights.png", "misclassified.png"]
     for path in paths:

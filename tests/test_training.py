@@ -156,3 +156,15 @@ def test_fit_with_augmentation_runs():
     net = cr.Network.from_sizes([784, 8, 10], loss="cross_entropy", seed=0)
     history = net.fit(x, y, epochs=2, augment=cr.random_shift(1), verbose=0, seed=0)
     assert np.isfinite(history["loss"]).all()
+
+
+def test_a_callback_can_add_metrics_to_the_history(capsys):
+    x, y = blobs(60)
+
+    class Norm(cr.Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["weight_norm"] = float(np.linalg.norm(self.network.parameters()["0.weight"]))
+
+    history = classifier().fit(x, y, epochs=2, callbacks=[Norm()], verbose=2)
+    assert len(history["weight_norm"]) == 2 and history["weight_norm"][0] > 0
+    assert "weight_norm" in capsys.readouterr().out  # the progress display runs last

@@ -355,10 +355,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{n_val:,} held out for validation, {len(x_test):,} test digits")
     verbose = 0 if args.quiet else _progress_level(args.progress)
     extra = []
-    train_metrics = None
     if args.plots:
-        train_metrics = TrainingSetMetrics(x[: len(x) - n_val], y[: len(x) - n_val])
-        extra.append(train_metrics)
+        extra.append(TrainingSetMetrics(x[: len(x) - n_val], y[: len(x) - n_val]))
 
     with _stop_on_ctrl_c(network) as interrupted:
         train_started = time.perf_counter()
@@ -379,8 +377,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not interrupted():
         print(f"saved the model to {out}")
     if args.plots:
-        _write_plots(history, network, x_test, y_test, args.plots,
-                     train_metrics.metrics if train_metrics else None, quiet=args.quiet)
+        _write_plots(history, network, x_test, y_test, args.plots, quiet=args.quiet)
     return EXIT_INTERRUPTED if interrupted() else 0
 
 
@@ -433,10 +430,10 @@ def _require(module: str, extra: str) -> None:
 
 
 def _write_plots(history: Any, network: Any, x: np.ndarray, y: np.ndarray, out_dir: str,
-                 extra_metrics: Any = None, quiet: bool = False) -> None:
+                 quiet: bool = False) -> None:
     from .plotting import save_all
 
-    paths = save_all(history, network, x, y, out_dir, extra_metrics=extra_metrics)
+    paths = save_all(history, network, x, y, out_dir)
     if not quiet:
         print(f"plots: {', '.join(str(p) for p in paths)}")
 

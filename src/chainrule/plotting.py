@@ -264,15 +264,13 @@ def plot_misclassified(
 
 def save_all(
     history: Any, network: Any, x_test: np.ndarray, y_test: np.ndarray,
-    out_dir: str | PathLike, extra_metrics: Mapping[str, Sequence[float]] | None = None,
-    dpi: int = 110,
+    out_dir: str | PathLike, dpi: int = 110,
 ) -> list[Path]:
     """Write the four standard figures of a trained classifier as PNGs into ``out_dir``.
 
     ``learning_curves.png`` (skipped when ``history`` is None, e.g. when only
     evaluating), ``confusion_matrix.png``, ``first_layer_weights.png`` and
-    ``misclassified.png``. ``extra_metrics`` (e.g. ``train_accuracy`` per
-    epoch) is drawn with the history. Returns the paths written.
+    ``misclassified.png``. Returns the paths written.
     """
     from .recipes import confusion_matrix, softmax_probabilities
 
@@ -283,9 +281,7 @@ def save_all(
     n_classes = max(int(np.max(y_test)) + 1, probabilities.shape[1])
     figures: dict[str, Any] = {}
     if history is not None:
-        metrics = dict(_metrics(history))
-        metrics.update(extra_metrics or {})
-        figures["learning_curves.png"] = plot_learning_curves(metrics)
+        figures["learning_curves.png"] = plot_learning_curves(history)
     figures["confusion_matrix.png"] = plot_confusion_matrix(
         confusion_matrix(y_test, y_pred, n_classes)
     )

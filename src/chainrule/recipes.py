@@ -213,18 +213,18 @@ class TrainingSetMetrics(Callback):
     augmentation on; this measures the training digits the way validation
     is measured (inference mode), so the two curves can be compared. A
     sample keeps the cost small (1,000 digits: a few percent of an epoch).
-    Results are in ``self.metrics["train_loss"]`` and ``["train_accuracy"]``.
+    Adds ``train_loss`` and ``train_accuracy`` to each epoch's logs, and so
+    to the ``History``.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, sample: int = 1000, seed: int = 0) -> None:
         rows = np.random.default_rng(seed).permutation(len(x))[:sample]
         self.x, self.y = x[rows], y[rows]
-        self.metrics: dict[str, list[float]] = {"train_loss": [], "train_accuracy": []}
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         result = self.network.evaluate(self.x, self.y, batch_size=4096)
-        self.metrics["train_loss"].append(float(result["loss"]))
-        self.metrics["train_accuracy"].append(float(result.get("accuracy", float("nan"))))
+        for key, value in result.items():
+            logs[f"train_{key}"] = value
 
 
 # -- evaluation -------------------------------------------------------------------------

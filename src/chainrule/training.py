@@ -193,7 +193,7 @@ def fit(
 
     callbacks = list(callbacks)
     if verbose:
-        callbacks.insert(0, ProgressBar(verbose=verbose))
+        callbacks.append(ProgressBar(verbose=verbose))  # last: it shows what the others added
     batch_hooks = [c for c in callbacks if type(c).on_batch_end is not Callback.on_batch_end]
     for callback in callbacks:
         callback.network = network
@@ -257,9 +257,10 @@ def fit(
         if validation_data is not None:
             for key, value in network.evaluate(x_val, y_val, batch_size=4096).items():
                 logs[f"val_{key}"] = value
-        history.append(epoch, logs)
+        # Callbacks first, so one can add a metric to logs (and so to the history).
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
+        history.append(epoch, logs)
         finished = epoch + 1
         if checkpoint is not None and steps_done == n_batches and (
             finished % checkpoint_every == 0 or finished == epochs or network.stop_training
