@@ -367,3 +367,16 @@ def test_softmax_probabilities_of_logits_and_of_softmax_outputs():
     softmax_net = cr.Network.from_sizes([3, 4], output_activation="softmax", seed=0)
     np.testing.assert_allclose(softmax_probabilities(softmax_net, x), softmax_net.predict(x),
                                rtol=1e-6)
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_an_error():
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen([sys.executable, "-m", "chainrule", "lesson", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.read(10)
+    reader.stdout.close()  # like `| head -c 10`
+    stderr = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 0
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr
