@@ -198,13 +198,17 @@ class Dense(Layer):
                 f"({self.in_features},), got shape {x.shape}"
             )
         self._x = x
-        y = threaded_matmul(x, self.params["weight"].T)
+        params = self.params
+        # One sample is a matrix-vector product: too small to hand to threads.
+        y = x @ params["weight"].T if x.ndim == 1 else threaded_matmul(x, params["weight"].T)
         if self.use_bias:
-            y += self.params["bias"]
+            y += params["bias"]
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         self._fill_grads(grad_output)
+        if grad_output.ndim == 1:
+            return grad_output @ self.params["weight"]
         return threaded_matmul(grad_output, self.params["weight"])
 
     def backward_params(self, grad_output: np.ndarray) -> None:
@@ -222,8 +226,11 @@ class Dense(Layer):
                 f"got {g.shape}"
             )
         if x.ndim == 1:
-            # outer(g, x) as one broadcast product, written into the existing buffer
-            np.multiply(g[:, None], x, out=self.grads["weight"])
+            # outer(g, x) written into the existing buffer: every row a copy of x,
+            # then each row scaled by its g (faster than one broadcast multiply)
+            grad_weight = self.grads["weight"]
+            np.copyto(grad_weight, x)
+            grad_weight *= g[:, None]
             if self.use_bias:
                 np.copyto(self.grads["bias"], g)
         else:

@@ -1,8 +1,18 @@
-"""Two threads for the large matrix products of a training step.
+"""Two threads for the large matrix products of a training step (opt-in).
 
 Plumbing, not math: ``threaded_matmul(a, b)`` is ``a @ b``, computed in two
-halves on two cores when that pays. ``Dense`` calls it; ``Network.train_step``
-opens ``with threaded_matmul:`` around each step.
+halves on two cores when enabled and when that pays. ``Dense`` calls it;
+``Network.train_step`` opens ``with threaded_matmul:`` around each step.
+
+It is off by default. On an idle machine the BLAS's own threads are faster
+(measured on 2 cores, MLP 784-256-128-10: 28.8k / 65.2k / 91.6k samples/s at
+batch 32 / 128 / 512 with OpenBLAS threading, 20.6k / 50.6k / 88.7k with the
+split), because waking a sleeping helper thread costs tens of microseconds
+per product while OpenBLAS's threads spin, ready. On a machine shared with
+other busy processes that spinning backfires (OpenBLAS on two threads fell to
+a twentieth of its idle speed in the same test); there, set
+``chainrule.parallel.threaded_matmul.enabled = True``, or hold the BLAS at one
+thread with ``threadpoolctl.threadpool_limits(1)``.
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ import numpy as np
 __all__ = ["threaded_matmul"]
 
 
+_CORES = os.cpu_count() or 1
+
+
 class _ThreadedMatmul:
     """``a @ b`` with the rows of the result split across two threads.
 
@@ -25,18 +38,19 @@ class _ThreadedMatmul:
     while they wait, which on a busy machine is ruinous). Every output element
     is still computed by one BLAS call, so results do not vary from run to run.
 
-    Products are split only inside ``with threaded_matmul:`` (as in
-    ``Network.train_step``), on machines with two or more cores, when the
-    product is large enough to repay the hand-off, and when ``threadpoolctl``
-    can hold the BLAS at one thread until the ``with`` block ends. Anywhere
-    else this is plain ``np.matmul``.
+    Products are split only when ``enabled`` is set (see the module
+    docstring), inside ``with threaded_matmul:`` (as in
+    ``Network.train_step``), when the product is large enough to repay the
+    hand-off, and when ``threadpoolctl`` can hold the BLAS at one thread until
+    the ``with`` block ends. Anywhere else this is plain ``np.matmul``.
     """
 
     #: Multiply-adds below which a product is not worth handing off.
     min_work = 2_000_000
 
     def __init__(self) -> None:
-        self.enabled = (os.cpu_count() or 1) >= 2
+        #: Split products across two threads (needs two cores; off by default).
+        self.enabled = False
         self._depth = 0
         self._blas: list | None = None  # threadpoolctl's BLAS controllers, found on first use
         self._saved: list | None = None  # (controller, threads) to restore on leaving
@@ -59,7 +73,8 @@ class _ThreadedMatmul:
 
     def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if (
-            self._depth and self.enabled and a.ndim == 2 and b.ndim == 2 and a.shape[0] >= 2
+            self._depth and self.enabled and _CORES >= 2
+            and a.ndim == 2 and b.ndim == 2 and a.shape[0] >= 2
             and a.shape[0] * a.shape[1] * b.shape[1] >= self.min_work
             and self._blas_single_threaded() and self._busy.acquire(blocking=False)
         ):
