@@ -224,17 +224,18 @@ def fit(
         # saving its state at this point lets a resumed run redraw the same
         # order and augmentation, then skip the steps already taken.
         epoch_start_state = rng.bit_generator.state if checkpoint is not None else {}
-        if shuffle:
-            order = rng.permutation(n)
-            x_epoch, y_epoch = x[order], y[order]
-        else:
-            x_epoch, y_epoch = x, y
+        order = rng.permutation(n) if shuffle else None
+        x_epoch = None  # only an augmentation needs the whole epoch's inputs at once
         if augment is not None:
-            x_epoch = np.asarray(augment(x_epoch, rng), dtype=network.dtype)
+            x_epoch = np.asarray(augment(x if order is None else x[order], rng), dtype=network.dtype)
         steps_done = first_step
         for step in range(first_step, n_batches):
             start = step * batch_size
-            xb, yb = x_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
+            # Gather each batch just before its step (rather than a shuffled
+            # copy of the whole epoch up front), so its rows are still in cache.
+            rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+            xb = x[rows] if x_epoch is None else x_epoch[start : start + batch_size]
+            yb = y[rows]
             try:
                 loss = network.train_step(xb, yb)
             except NonFiniteLossError as error:
