@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainrule as cr
 
@@ -97,3 +99,26 @@ def test_report_table_and_sampling():
     assert lines[0].split() == ["tensor", "shape", "checked", "max", "abs", "error", "max", "rel",
                                 "error", "ok"]
     assert "gradient check passed" in lines[-1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    activation=st.sampled_from(["relu", "leaky_relu", "sigmoid", "tanh", "identity"]),
+    loss=st.sampled_from(["squared_error", "mse", "cross_entropy", "binary_cross_entropy"]),
+    batch=st.integers(1, 5),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_gradients_check_on_generated_networks(sizes, activation, loss, batch, bias, seed):
+    rng = np.random.default_rng(seed)
+    net = cr.Network.from_sizes(sizes, activation=activation, loss=loss, bias=bias,
+                                dtype="float64", seed=seed)
+    # Random biases: with zero biases behind a dead relu, z sits exactly on the
+    # kink, where no derivative exists for the central difference to match.
+    for name, value in net.parameters().items():
+        if name.endswith("bias"):
+            value[...] = rng.normal(size=value.shape)
+    x = rng.normal(size=(batch, sizes[0]))
+    report = cr.check_gradients(net, x, _targets(net.loss, rng, batch, sizes[-1]))
+    assert report.ok, str(report)
