@@ -6,11 +6,12 @@ derivative, written in terms of what forward already computed.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
-from .layers import Layer, layer_from_config
+from .layers import Layer
 
 __all__ = [
     "Identity",
@@ -32,6 +33,9 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     for ``z < 0`` it is ``e / (1 + e)``. For ``z`` beyond about 37 the result
     is exactly 1.0 in float64, which is what "saturated" means in practice.
     """
+    z = np.asarray(z)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(np.float64)
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
 
@@ -89,7 +93,7 @@ class LeakyReLU(Layer):
         return grad_output * self._slope
 
     def get_config(self) -> dict[str, Any]:
-        return {"type": "LeakyReLU", "negative_slope": self.negative_slope}
+        return {"type": type(self).__name__, "negative_slope": self.negative_slope}
 
 
 class Sigmoid(Layer):
@@ -121,7 +125,7 @@ class Sigmoid(Layer):
         return "Sigmoid()" if self.scale == 1.0 else f"Sigmoid(scale={self.scale!r})"
 
     def get_config(self) -> dict[str, Any]:
-        return {"type": "Sigmoid", "scale": self.scale}
+        return {"type": type(self).__name__, "scale": self.scale}
 
 
 class Tanh(Layer):
@@ -178,7 +182,7 @@ def get_activation(name: str | Layer | None) -> Layer | None:
     if name is None:
         return None
     if isinstance(name, Layer):
-        return layer_from_config(name.get_config())  # a fresh copy: layers cache state
+        return copy.copy(name)  # a fresh instance per use: layers cache their inputs
     try:
         return _BY_NAME[name.lower()]()
     except (KeyError, AttributeError):

@@ -6,11 +6,12 @@ For every parameter element ``w`` the central difference
 
 has error ``O(eps**2)``, against the rounding error ``O(machine_eps / eps)``;
 ``eps = 1e-6`` in float64 balances the two at about 1e-10 relative to the
-loss. A float32 network is checked in float64 and cast back, unchanged.
+loss. The check runs on a float64 copy of the network, which it leaves untouched.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,54 +117,50 @@ def check_gradients(
         Per tensor (every parameter, then ``"input"``): elements checked,
         max absolute and relative error, and whether it passed.
     """
-    original_dtype = network.dtype
-    network.astype(np.float64)
-    saved_training = network.training
+    # Work on a float64 copy: the network itself (its arrays, gradients,
+    # random generators) is left exactly as it was.
+    network = copy.deepcopy(network).astype(np.float64)
     x = np.array(x, dtype=np.float64)
-    try:
-        # Randomness inside the forward pass (dropout masks) must repeat exactly.
-        rngs = [layer.rng for layer in network.layers if isinstance(getattr(layer, "rng", None),
-                                                                     np.random.Generator)]
-        states = [rng.bit_generator.state for rng in rngs]
+    # Randomness inside the forward pass (dropout masks) must repeat exactly.
+    rngs = [layer.rng for layer in network.layers if isinstance(getattr(layer, "rng", None),
+                                                                 np.random.Generator)]
+    states = [rng.bit_generator.state for rng in rngs]
 
-        def loss_at() -> float:
-            for rng, state in zip(rngs, states):
-                rng.bit_generator.state = state
-            return network.loss.forward(network.forward(x), y)
+    def loss_at() -> float:
+        for rng, state in zip(rngs, states):
+            rng.bit_generator.state = state
+        return network.loss.forward(network.forward(x), y)
 
-        loss_at()
-        grad_input = network.backward()
-        analytic = {name: g.copy() for name, g in network.gradients().items()}
-        analytic["input"] = np.array(grad_input, dtype=np.float64)
-        tensors = dict(network.parameters())
-        tensors["input"] = x
+    loss_at()
+    grad_input = network.backward()
+    analytic = {name: g.copy() for name, g in network.gradients().items()}
+    analytic["input"] = np.array(grad_input, dtype=np.float64)
+    tensors = dict(network.parameters())
+    tensors["input"] = x
 
-        choose = np.random.default_rng(seed)
-        checks = []
-        for name, tensor in tensors.items():
-            flat = tensor.reshape(-1)  # a view: writing to it perturbs the tensor
-            indices = np.arange(flat.size)
-            if max_checks is not None and flat.size > max_checks:
-                indices = np.sort(choose.choice(flat.size, size=max_checks, replace=False))
-            numeric = np.empty(len(indices))
-            for k, i in enumerate(indices):
-                saved = flat[i]
-                flat[i] = saved + eps
-                plus = loss_at()
-                flat[i] = saved - eps
-                minus = loss_at()
-                flat[i] = saved
-                numeric[k] = (plus - minus) / (2.0 * eps)
-            exact = analytic[name].reshape(-1)[indices]
-            abs_err = float(np.max(np.abs(exact - numeric), initial=0.0))
-            scale = float(max(np.max(np.abs(exact), initial=0.0), np.max(np.abs(numeric), initial=0.0)))
-            rel_err = abs_err / scale if scale > 0 else 0.0
-            checks.append(GradientCheck(
-                name=name, shape=tuple(tensor.shape), checked=len(indices),
-                max_abs_error=abs_err, max_rel_error=rel_err,
-                ok=bool(rel_err <= rtol or abs_err <= atol),
-            ))
-        return GradientReport(checks, rtol=rtol, atol=atol, eps=eps)
-    finally:
-        network.training = saved_training
-        network.astype(original_dtype)
+    choose = np.random.default_rng(seed)
+    checks = []
+    for name, tensor in tensors.items():
+        flat = tensor.reshape(-1)  # a view: writing to it perturbs the tensor
+        indices = np.arange(flat.size)
+        if max_checks is not None and flat.size > max_checks:
+            indices = np.sort(choose.choice(flat.size, size=max_checks, replace=False))
+        numeric = np.empty(len(indices))
+        for k, i in enumerate(indices):
+            saved = flat[i]
+            flat[i] = saved + eps
+            plus = loss_at()
+            flat[i] = saved - eps
+            minus = loss_at()
+            flat[i] = saved
+            numeric[k] = (plus - minus) / (2.0 * eps)
+        exact = analytic[name].reshape(-1)[indices]
+        abs_err = float(np.max(np.abs(exact - numeric), initial=0.0))
+        scale = float(max(np.max(np.abs(exact), initial=0.0), np.max(np.abs(numeric), initial=0.0)))
+        rel_err = abs_err / scale if scale > 0 else 0.0
+        checks.append(GradientCheck(
+            name=name, shape=tuple(tensor.shape), checked=len(indices),
+            max_abs_error=abs_err, max_rel_error=rel_err,
+            ok=bool(rel_err <= rtol or abs_err <= atol),
+        ))
+    return GradientReport(checks, rtol=rtol, atol=atol, eps=eps)

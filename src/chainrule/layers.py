@@ -33,7 +33,9 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        # The first class of a name keeps it: a user's subclass called "ReLU"
+        # must not change what a saved ReLU loads as.
+        _REGISTRY.setdefault(cls.__name__, cls)
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -247,7 +249,7 @@ class Dense(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "type": "Dense",
+            "type": type(self).__name__,
             "in_features": self.in_features,
             "out_features": self.out_features,
             "bias": self.use_bias,
@@ -287,4 +289,4 @@ class Dropout(Layer):
         return grad_output * self._mask
 
     def get_config(self) -> dict[str, Any]:
-        return {"type": "Dropout", "p": self.p}
+        return {"type": type(self).__name__, "p": self.p}

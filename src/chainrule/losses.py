@@ -64,11 +64,14 @@ class Loss:
 def _as_target_like(pred: np.ndarray, target: Any) -> np.ndarray:
     """``target`` as an array of ``pred``'s dtype and shape ((n,) and (n, 1) both fit (n, 1))."""
     target = np.asarray(target, dtype=pred.dtype)
-    if target.shape != pred.shape:
-        if target.size != pred.size:
-            raise ValueError(f"target shape {target.shape} does not match prediction shape {pred.shape}")
-        target = target.reshape(pred.shape)
-    return target
+    if target.shape == pred.shape:
+        return target
+    # The only reshapes allowed: (n,) for (n, 1) outputs, and a scalar for one output.
+    column = pred.ndim == 2 and pred.shape[1] == 1 and target.shape == pred.shape[:1]
+    scalar = pred.shape == (1,) and target.ndim == 0
+    if not (column or scalar):
+        raise ValueError(f"target shape {target.shape} does not match prediction shape {pred.shape}")
+    return target.reshape(pred.shape)
 
 
 def _batch_size(pred: np.ndarray) -> int:
@@ -143,7 +146,7 @@ class CrossEntropy(Loss):
         sum_exp = exp.sum(axis=1, keepdims=True)
         log_sum = np.log(sum_exp)
         target = np.asarray(target)
-        if target.shape == pred.shape and np.issubdtype(target.dtype, np.floating):
+        if _one_hot(target, pred):
             y = target.reshape(n, k).astype(z.dtype, copy=False)
             loss = -float(np.vdot(y, shifted - log_sum)) / n
             labels = None
@@ -170,11 +173,16 @@ class CrossEntropy(Loss):
     def accuracy(self, pred: np.ndarray, target: Any) -> float:
         z = pred if pred.ndim == 2 else pred[None, :]
         target = np.asarray(target)
-        if target.shape == pred.shape and np.issubdtype(target.dtype, np.floating):
+        if _one_hot(target, pred):
             labels = target.reshape(z.shape).argmax(axis=1)
         else:
             labels = _labels(target, z.shape[1]).reshape(-1)
         return float(np.mean(z.argmax(axis=1) == labels))
+
+
+def _one_hot(target: np.ndarray, pred: np.ndarray) -> bool:
+    """Whether ``target`` holds a row of class probabilities per sample (any dtype), not labels."""
+    return target.shape == pred.shape and pred.shape[-1] > 1
 
 
 def _labels(target: np.ndarray, n_classes: int) -> np.ndarray:

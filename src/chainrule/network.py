@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import operator
+import weakref
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from typing import Any
@@ -57,7 +59,8 @@ class Network:
                 raise ValueError(f"layers[{i}] appears twice; each position needs its own layer")
             layer.name = f"layer {i} ({layer!r})"
         self.loss = get_loss(loss)
-        self.optimizer = get_optimizer(optimizer) if optimizer is not None else SGD(lr=0.01)
+        _check_output_for_loss(self.layers[-1], self.loss)
+        self.optimizer = optimizer if optimizer is not None else SGD(lr=0.01)
         self.dtype = np.dtype(dtype)
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -90,10 +93,11 @@ class Network:
         ``output_activation`` if one is given. ``init`` defaults to He for
         relu-family activations and Glorot otherwise.
         """
-        sizes = [int(s) for s in sizes]
+        sizes = [operator.index(s) for s in sizes]  # 2.5 is an error, not 2
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes needs at least two positive widths, got {sizes}")
         rng = np.random.default_rng(seed)
+        get_activation(activation)  # an unknown name is an error even for a single layer
         act_name = activation if isinstance(activation, str) else type(activation).__name__
         act_name = {"ReLU": "relu", "LeakyReLU": "leaky_relu"}.get(act_name, act_name)
         weight_init = init if init is not None else default_initializer(act_name)
@@ -107,6 +111,26 @@ class Network:
             if dropout and not last:
                 layers.append(Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63))))
         return cls(layers, loss=loss, optimizer=optimizer, dtype=dtype)
+
+    @property
+    def optimizer(self) -> Optimizer:
+        """The optimizer; its per-parameter state belongs to this network's weights."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: Optimizer | str) -> None:
+        optimizer = get_optimizer(optimizer)
+        owner = optimizer._network() if optimizer._network is not None else None
+        if owner is not None and owner is not self:
+            raise ValueError(
+                f"{optimizer!r} already trains another network, and its state (momentum, "
+                "moments) belongs to that network's weights; give each network its own "
+                "optimizer"
+            )
+        if owner is None and optimizer._network is not None:
+            optimizer.reset()  # its network is gone: that state is meaningless here
+        optimizer._network = weakref.ref(self)
+        self._optimizer = optimizer
 
     # -- the math ---------------------------------------------------------------
 
@@ -155,7 +179,7 @@ class Network:
     def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """The network's output for ``x`` in inference mode (dropout off)."""
         with self._mode(training=False):
-            if batch_size is None or self._as_input(x).ndim == 1:
+            if batch_size is None or self._as_input(x).ndim == 1 or len(x) == 0:
                 return self.forward(x)
             x = self._as_input(x)
             return np.concatenate(
@@ -168,6 +192,8 @@ class Network:
         ``accuracy`` is present for classification losses only.
         """
         pred = self.predict(x, batch_size=batch_size)
+        if pred.ndim == 2 and len(pred) == 0:
+            raise ValueError("cannot evaluate on 0 samples")
         result = {"loss": self.loss.forward(pred, y)}
         accuracy = self.loss.accuracy(pred, y)
         if accuracy is not None:
@@ -193,7 +219,11 @@ class Network:
         }
 
     def gradients(self) -> dict[str, np.ndarray]:
-        """``dL/dparameter`` from the last ``backward``, by the same names as ``parameters``."""
+        """``dL/dparameter`` from the last ``backward``, by the same names as ``parameters``.
+
+        These are the layers' own buffers, refilled by every ``backward``:
+        copy them to keep a step's gradients.
+        """
         return {
             f"{i}.{name}": array
             for i, layer in enumerate(self.layers)
@@ -325,6 +355,21 @@ class Network:
 
     def _mode(self, training: bool) -> _Mode:
         return _Mode(self, training)
+
+
+def _check_output_for_loss(last: Layer, loss: Loss) -> None:
+    """Refuse a softmax (sigmoid) output in front of a loss that applies it itself."""
+    from .activations import Sigmoid, Softmax
+    from .losses import BinaryCrossEntropy, CrossEntropy
+
+    for loss_type, layer_type, what in ((CrossEntropy, Softmax, "softmax"),
+                                        (BinaryCrossEntropy, Sigmoid, "sigmoid")):
+        if isinstance(loss, loss_type) and isinstance(last, layer_type):
+            raise ValueError(
+                f"{last.name} ends the network, but {loss!r} takes logits and applies the "
+                f"{what} itself, so it would be applied twice; remove the last layer (apply "
+                f"a {what} to predict's output where you want probabilities)"
+            )
 
 
 def check_tensors(expected: dict[str, tuple[int, ...]], tensors: dict[str, Any]) -> None:

@@ -28,6 +28,9 @@ def _check(name: str, value: float, low: float = 0.0, high: float | None = None)
 class Optimizer:
     """Base class: hyperparameters plus a list of per-parameter state dicts."""
 
+    #: Weak reference to the Network this optimizer trains (set by the Network).
+    _network: Any = None
+
     def __init__(self, lr: float) -> None:
         self.lr = _check("learning rate lr", lr)
         self.state: list[dict[str, np.ndarray]] = []

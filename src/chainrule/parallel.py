@@ -78,6 +78,7 @@ class _ThreadedMatmul:
             and a.shape[0] * a.shape[1] * b.shape[1] >= self.min_work
             and self._blas_single_threaded() and self._busy.acquire(blocking=False)
         ):
+            started = False
             try:
                 if out is None:
                     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
@@ -85,9 +86,13 @@ class _ThreadedMatmul:
                 if self._helper is None:
                     self._helper = _Helper()
                 self._helper.start(a[half:], b, out[half:])
+                started = True
                 np.matmul(a[:half], b, out=out[:half])
-                self._helper.wait()
             finally:
+                # Even when interrupted (Ctrl-C), wait for the helper's half:
+                # it must not finish into a buffer a later call is using.
+                if started:
+                    self._helper.wait()
                 self._busy.release()
             return out
         return np.matmul(a, b, out=out)
