@@ -58,8 +58,8 @@ def test_train_prints_progress_saves_and_reports(trained, capsys):
     assert status == 0
     assert "training 784-32-10 relu MLP" in out
     assert "1,000 training digits, 100 held out for validation, 10,000 test digits" in out
-    assert re.search(r"epoch 1/3 +loss \d\.\d+ +val_loss \d\.\d+ +val_accuracy \d\.\d+", out)
-    assert re.search(r"epoch 3/3 +loss \d\.\d+ +val_loss \d\.\d+ +val_accuracy \d\.\d+", out)
+    assert re.search(r"epoch 1/3 +loss \d\.\d+ +val_loss \d\.\d+ +val_accuracy \d+\.\d\d%", out)
+    assert re.search(r"epoch 3/3 +loss \d\.\d+ +val_loss \d\.\d+ +val_accuracy \d+\.\d\d%", out)
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", out).group(1))
     assert re.search(r"wall time: [\d.]+ s \(training [\d.]+ s\)", out)
     assert f"saved the model to {directory / 'again.safetensors'}" in out

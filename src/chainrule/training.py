@@ -8,6 +8,7 @@ math.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 import time
@@ -154,7 +155,7 @@ def fit(
         ``loss`` per epoch (the mean training loss over its steps) and the
         validation metrics; with ``resume``, including the checkpoint's epochs.
     """
-    epochs, batch_size = int(epochs), int(batch_size)
+    epochs, batch_size = operator.index(epochs), operator.index(batch_size)
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if batch_size < 1:
@@ -332,7 +333,8 @@ class ProgressBar(Callback):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=logs["steps"], initial=logs.get("first_step", 0), desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                total=logs["steps"], initial=logs.get("first_step", 0),
+                desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
                 leave=True, file=self.file or sys.stderr, dynamic_ncols=True, mininterval=0.2,
             )
 
@@ -346,15 +348,20 @@ class ProgressBar(Callback):
         self._bar.update(1)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        text = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
+        text = "  ".join(
+            f"{k} {100 * v:.2f}%" if "accuracy" in k else f"{k} {v:.4f}" for k, v in logs.items()
+        )
         seconds = time.perf_counter() - self._epoch_start
+        line = f"epoch {epoch + 1}/{self.epochs}  {text}  ({seconds:.2f} s)"
         if self._bar is not None:
-            self._bar.set_postfix_str(text, refresh=False)
+            from tqdm.auto import tqdm
+
             self._bar.close()
             self._bar = None
+            # On its own line: a bar's postfix is cut to the terminal's width.
+            tqdm.write(line, file=self.file or sys.stderr)
         else:
-            print(f"epoch {epoch + 1}/{self.epochs}  {text}  ({seconds:.2f} s)",
-                  file=self.file or sys.stdout, flush=True)
+            print(line, file=self.file or sys.stdout, flush=True)
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
         if self._bar is not None:
