@@ -380,3 +380,43 @@ def test_output_cut_short_by_a_closed_pipe_is_not_an_error(monkeypatch, capsys):
         monkeypatch.setattr(sys, "stdout", closed_pipe)
         assert cli.main(["lesson", "1"]) == 0
     assert "error" not in capsys.readouterr().err
+
+
+def test_mistakes_in_train_options_are_caught_before_any_training(capsys, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    quick = ["--epochs", "1", "--limit", "300", "--validation", "100", "--layers", "784,8,10"]
+    cases = [
+        (["--out", str(tmp_path)], "is a directory"),
+        (["--plots", str(tmp_path / "a_file")], "is a file; give a directory"),
+        (["--shift", "14"], "max_shift must be from 0 to 13"),
+        (["--validation", "300"], "cannot hold out 300 digits"),
+    ]
+    for extra, says in cases:
+        status, out, err = run(capsys, "train", *quick, *extra)
+        assert_one_line_error(status, err, says)
+        assert "epoch" not in out  # nothing was trained
+
+
+def test_resume_refuses_a_different_network_or_no_more_epochs(capsys, tmp_path):
+    checkpoint = tmp_path / "run.ckpt"
+    base = ["--limit", "300", "--validation", "100", "--layers", "784,8,10", "--progress", "lines"]
+    status, _, err = run(capsys, "train", *base, "--epochs", "2", "--checkpoint", str(checkpoint),
+                         "--out", str(tmp_path / "m.safetensors"))
+    assert status == 0, err
+    status, _, err = run(capsys, "train", "--layers", "784,16,10", "--epochs", "3",
+                         "--resume", str(checkpoint))
+    assert_one_line_error(status, err, "--layers 784,16,10 differs", "784,8,10")
+    status, _, err = run(capsys, "train", *base, "--epochs", "2", "--resume", str(checkpoint))
+    assert_one_line_error(status, err, "already holds 2 epochs")
+
+
+def test_predict_refuses_a_model_that_is_not_a_digit_classifier(capsys, tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    model = tmp_path / "regression.safetensors"
+    cr.Network.from_sizes([784, 1], seed=0).save(model)
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 0).save(image)
+    status, _, err = run(capsys, "predict", str(model), str(image))
+    assert_one_line_error(status, err, "has 1 outputs; a digit classifier has 10")

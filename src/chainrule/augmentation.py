@@ -23,9 +23,12 @@ def random_shift(
     shift are moved together with one slice copy, so an epoch costs
     ``(2 * max_shift + 1)**2`` array copies rather than one per image.
     """
-    if max_shift < 0:
-        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     height, width = image_shape
+    if not 0 <= max_shift < min(height, width) // 2:
+        raise ValueError(
+            f"max_shift must be from 0 to {min(height, width) // 2 - 1} for {height}x{width} "
+            f"images, got {max_shift}"
+        )
 
     def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if x.shape[-1] != height * width:

@@ -16,7 +16,6 @@ traceback; set ``CHAINRULE_DEBUG=1`` to see the traceback anyway.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import signal
 import sys
@@ -81,8 +80,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.filename and error.strerror:
-        return f"{error.strerror.lower()}: {error.filename}"
+    if isinstance(error, OSError) and error.strerror:
+        if error.filename:
+            return f"{error.strerror.lower()}: {error.filename}"
+        return error.strerror  # without the "[Errno N]" prefix
     text = str(error) or type(error).__name__
     if isinstance(error, KeyError):
         text = str(error.args[0]) if error.args else text
@@ -136,6 +137,16 @@ def _probability(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive number, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -178,13 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"adam, or sgd with Nesterov momentum 0.9 (default {default.optimizer})")
     p.add_argument("--lr", type=_positive_float,
                    help=f"initial learning rate, annealed along a cosine (default {default.lr:g})")
-    p.add_argument("--final-lr", type=float, metavar="LR",
+    p.add_argument("--final-lr", type=_non_negative_float, metavar="LR",
                    help=f"learning rate at the last epoch (default {default.final_lr:g})")
-    p.add_argument("--epochs", type=_non_negative_int, help=f"default {default.epochs}")
+    p.add_argument("--epochs", type=_positive_int,
+                   help=f"default {default.epochs} (with --resume: for the whole run)")
     p.add_argument("--batch-size", type=_positive_int, help=f"default {default.batch_size}")
     p.add_argument("--dropout", type=_probability,
                    help=f"dropout after each hidden layer (default {default.dropout:g})")
-    p.add_argument("--weight-decay", type=float, metavar="L2",
+    p.add_argument("--weight-decay", type=_non_negative_float, metavar="L2",
                    help=f"L2 penalty (default {default.weight_decay:g})")
     p.add_argument("--shift", type=_non_negative_int, metavar="PX",
                    help="augment with random shifts of up to PX pixels, 0 for none "
@@ -203,15 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto",
                    help="a progress bar per epoch, or one line per epoch (default: a bar "
                    "when stderr is a terminal)")
-    if _fit_accepts("checkpoint", "resume"):
-        p.add_argument("--checkpoint", metavar="PATH",
-                       help="save a checkpoint (weights, optimizer state, progress) to PATH "
-                       "during training")
-        if _fit_accepts("checkpoint_every"):
-            p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
-                           help="checkpoint every N epochs (default 1)")
-        p.add_argument("--resume", metavar="PATH",
-                       help="continue the training saved in the checkpoint at PATH")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="save a checkpoint (weights, optimizer state, progress) to PATH "
+                   "during training")
+    p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                   help="checkpoint every N epochs (default 1)")
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue the training saved in the checkpoint at PATH (the network "
+                   "comes from the checkpoint; repeat the first run's other options)")
     p.set_defaults(func=cmd_train)
 
     # evaluate
@@ -274,14 +285,6 @@ def _join(widths: Sequence[int]) -> str:
     return ",".join(str(w) for w in widths)
 
 
-def _fit_accepts(*names: str) -> bool:
-    """Whether ``chainrule.training.fit`` takes these keyword arguments (newer versions do)."""
-    from .training import fit
-
-    parameters = inspect.signature(fit).parameters
-    return all(name in parameters for name in names)
-
-
 # -- train ------------------------------------------------------------------------------
 
 
@@ -293,11 +296,22 @@ def _load_data(directory: str | None) -> tuple[tuple[np.ndarray, np.ndarray], ..
     return load_mnist(directory)
 
 
+_ACTIVATION_NAMES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+
+
+def _check_plot_dir(path: str, option: str) -> None:
+    """Fail before any work if figures cannot go to ``path``."""
+    _require("matplotlib", "plot")
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ValueError(f"{option} {path} is a file; give a directory for the figures")
+
+
 def _describe_source(directory: str | None) -> str:
     return f"MNIST from {directory}" if directory else "the bundled MNIST digits"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .augmentation import random_shift
     from .recipes import DigitRecipe, TrainingSetMetrics, build_network, train_digits
 
     started = time.perf_counter()
@@ -310,14 +324,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.exists():
         raise FileNotFoundError(2, "No such directory for --out", str(out.parent))
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name, e.g. {out / DEFAULT_MODEL}")
     if args.plots:
-        _require("matplotlib", "plot")  # fail now, not after training
+        _check_plot_dir(args.plots, "--plots")  # fail now, not after training
+    if recipe.max_shift:
+        random_shift(recipe.max_shift)  # checks the shift fits the 28x28 images
+    resume = args.resume
 
     (x, y), (x_test, y_test) = _load_data(args.data)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
+    if recipe.validation >= len(x):
+        raise ValueError(
+            f"cannot hold out {recipe.validation:,} digits for validation from {len(x):,} "
+            "training digits; use a smaller --validation (or a larger --limit)"
+        )
     n_classes = int(max(y.max(), y_test.max())) + 1
-    resume = getattr(args, "resume", None)
     if not resume and recipe.layers[0] != x.shape[1]:
         raise ValueError(
             f"--layers starts with {recipe.layers[0]} inputs but the images have "
@@ -330,9 +353,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
 
     fit_kwargs: dict[str, Any] = {}
-    if getattr(args, "checkpoint", None):
+    if args.checkpoint:
         fit_kwargs["checkpoint"] = args.checkpoint
-        if getattr(args, "checkpoint_every", None):
+        if args.checkpoint_every:
             fit_kwargs["checkpoint_every"] = args.checkpoint_every
     if resume:
         from .checkpoint import load_checkpoint
@@ -342,13 +365,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not Path(resume).is_file():
             raise FileNotFoundError(f"no checkpoint file at {resume}")
         saved = load_checkpoint(resume)
+        if saved.epoch >= recipe.epochs:
+            raise ValueError(
+                f"{resume} already holds {saved.epoch} epochs and --epochs {recipe.epochs} "
+                "counts the whole run; ask for more epochs to train further"
+            )
         network = saved.build_network()
         _check_input_width(network, resume, x.shape[1], "the training images have")
         fit_kwargs["resume"] = resume
+        # The network comes from the checkpoint; options may repeat it, not change it.
+        sizes = (*(layer.in_features for layer in network.layers if hasattr(layer, "in_features")),
+                 network.out_features)
+        activation = type(network.layers[1]).__name__ if len(network.layers) > 1 else "linear"
+        activation = _ACTIVATION_NAMES.get(activation, activation)
+        if args.layers and tuple(args.layers) != sizes:
+            raise ValueError(f"--layers {_join(args.layers)} differs from the checkpoint's "
+                             f"network, {_join(sizes)}; leave --layers out when resuming")
+        if args.activation and args.activation != activation:
+            raise ValueError(f"--activation {args.activation} differs from the checkpoint's "
+                             f"{activation}; leave --activation out when resuming")
+        recipe = recipe.replace(layers=sizes, activation=activation)
     else:
         network = build_network(recipe)
 
-    n_val = min(recipe.validation, len(x))
+    n_val = recipe.validation
     say = (lambda *a, **k: None) if args.quiet else print
     say(f"chainrule {__version__}: training {recipe.describe()}")
     if resume:
@@ -471,6 +511,8 @@ def _architecture(network: Any) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .recipes import confusion_matrix, per_class_scores, softmax_probabilities
 
+    if args.plots:
+        _check_plot_dir(args.plots, "--plots")
     network = _load_model(args.model)
     _, (x, y) = _load_data(args.data)
     _check_input_width(network, args.model, x.shape[1], "the test images have")
@@ -532,6 +574,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _require("PIL", "image")
     network = _load_model(args.model)
     _check_input_width(network, args.model, 784, "a prepared image has")
+    if network.out_features != 10:
+        raise ValueError(
+            f"{args.model} has {network.out_features} outputs; a digit classifier has 10"
+        )
     save_dir = Path(args.save_inputs) if args.save_inputs else None
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -571,17 +617,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:
-    try:
-        from . import lessons
-    except ModuleNotFoundError as error:
-        if error.name and error.name.startswith("chainrule.lessons"):
-            raise ImportError("the lessons are not part of this chainrule installation") from None
-        raise
-    number: int | str = int(args.number) if args.number.isdigit() else args.number
-    result = lessons.run(number, plot_dir=args.plot)
-    if isinstance(result, str):
-        print(result)
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+    from . import lessons
+
+    if args.plot:
+        _check_plot_dir(args.plot, "--plot")
+    lessons.run(int(args.number) if args.number.isdigit() else args.number, plot_dir=args.plot)
+    return 0
 
 
 #: The tutorials' lesson-2 data: the target is XOR of the first two columns.
