@@ -160,3 +160,15 @@ def test_drawing_into_a_given_axes():
     ax = fig.add_subplot()
     assert plotting.plot_confusion_matrix(np.eye(3, dtype=int), ax=ax) is fig
     assert rendered(fig).std() > 0
+
+
+@pytest.mark.parametrize("accuracy", [[0.805, 0.84, 0.866], [0.9712], [0.31, 0.52]])
+def test_accuracy_axis_always_shows_labelled_ticks(accuracy):
+    fig = plotting.plot_learning_curves({"loss": [1.0] * len(accuracy),
+                                         "val_loss": [1.0] * len(accuracy),
+                                         "val_accuracy": accuracy})
+    ax_acc = fig.axes[1]
+    low, high = ax_acc.get_ylim()
+    inside = [t for t in ax_acc.get_yticks() if low <= t <= high]
+    assert len(inside) >= 2
+    assert low <= min(accuracy) and max(accuracy) <= high

@@ -68,6 +68,8 @@ def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any
     -------
     matplotlib.figure.Figure
     """
+    from matplotlib.ticker import MaxNLocator
+
     metrics = _metrics(history)
     if axes is None:
         fig, _ = _figure(figsize=(10.0, 4.0))
@@ -94,9 +96,14 @@ def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any
                 epochs = np.arange(1, len(values) + 1)
                 ax.plot(epochs, values, marker="o", markersize=3, label=label, **style)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
+    if max((len(v) for v in metrics.values() if v), default=0) == 1:
+        for ax in (ax_loss, ax_acc):  # one epoch: whole-number ticks around it
+            ax.set_xlim(0.5, 1.5)
+            ax.set_xticks([1])
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.set_yscale("log")
     ax_loss.set_title("Loss")
@@ -107,9 +114,16 @@ def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any
         # last tenths of a percent are both readable on one axis.
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+        ticks = [0.01, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999]
         ax_acc.set_yscale("logit", nonpositive="clip")
-        ax_acc.yaxis.set_major_locator(FixedLocator(
-            [0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999]))
+        ax_acc.yaxis.set_major_locator(FixedLocator(ticks))
+        # Limits on ticks around the data, so at least two ticks are always labelled.
+        shown = [v for key in ("train_accuracy", "val_accuracy") for v in metrics.get(key) or []
+                 if 0 < v < 1]
+        if shown:
+            low = max([t for t in ticks if t <= min(shown)], default=ticks[0])
+            high = min([t for t in ticks if t >= max(shown)], default=ticks[-1])
+            ax_acc.set_ylim(low, high if high > low else ticks[min(ticks.index(low) + 1, len(ticks) - 1)])
         ax_acc.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.4g}%"))
         ax_acc.yaxis.set_minor_formatter(NullFormatter())
     return fig
