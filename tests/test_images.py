@@ -202,3 +202,11 @@ def test_real_digits_survive_a_round_trip_through_picture_files(tmp_path, mnist_
     assert np.mean(original == y) > 0.85  # the quick model is a real classifier...
     assert np.mean(prepared == original) >= 0.95  # ...and reads the pictures as it reads MNIST
     assert np.mean(prepared == y) >= np.mean(original == y) - 0.03
+
+
+def test_a_one_pixel_line_on_a_big_canvas_comes_out_as_solid_ink():
+    canvas = Image.new("L", (800, 800), 255)
+    ImageDraw.Draw(canvas).line([(200, 150), (650, 150), (330, 700)], fill=0, width=1)
+    digit = to_mnist(canvas)
+    stroke = digit[digit > 0.1]
+    assert np.median(stroke) > 0.6  # not a faint grey line with a few bright dots

@@ -130,9 +130,12 @@ def to_mnist(image: Any, *, thicken: bool = True) -> np.ndarray:
     ink = _crop(ink)
     if max(ink.shape) > WORK_SIDE:
         # Averaging down first keeps a thin line as a fainter line; the
-        # rescale below brings its peak back to full ink.
+        # rescale below brings it back to full ink. It scales by a high
+        # percentile of the stroke, not its maximum: a 1-px line falls on the
+        # coarse grid unevenly, and a few lucky pixels would set the scale.
         ink = _resize(ink, _fit(ink.shape, WORK_SIDE), "box")
-        ink /= ink.max()
+        stroke = ink[ink > 0.1 * ink.max()]
+        ink = np.minimum(ink / np.percentile(stroke, 90), 1.0)
     if thicken:
         ink = _thicken(ink)
     digit = np.clip(_resize(ink, _fit(ink.shape, BOX), "lanczos"), 0.0, 1.0)
