@@ -227,3 +227,17 @@ def test_any_change_that_keeps_the_file_well_formed_breaks_the_digest(tmp_path, 
     message = "contents do not match the SHA-256 digest stored in it"
     with pytest.raises(cr.ModelFileError, match=message):
         load_checkpoint(path)
+
+
+def test_resume_warns_when_the_networks_optimizer_settings_are_ignored(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 4)), rng.integers(0, 3, 40)
+    path = tmp_path / "c.safetensors"
+    first = cr.Network.from_sizes([4, 5, 3], loss="cross_entropy",
+                                  optimizer=cr.SGD(lr=0.1, momentum=0.9), seed=0)
+    first.fit(x, y, epochs=1, checkpoint=path, verbose=0)
+    other = cr.Network.from_sizes([4, 5, 3], loss="cross_entropy",
+                                  optimizer=cr.SGD(lr=0.1, momentum=0.5), seed=0)
+    with pytest.warns(UserWarning, match="differs in momentum"):
+        other.fit(x, y, epochs=2, resume=path, verbose=0)
+    assert other.optimizer.momentum == 0.9

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -121,6 +122,13 @@ class Checkpoint:
         network.load_parameters(self.parameters)
         # The run continues with the checkpoint's optimizer settings (a scheduler
         # may have changed lr); only its state and step count make it bit-identical.
+        changed = sorted(k for k in theirs["optimizer"]
+                         if k != "lr" and own["optimizer"].get(k) != theirs["optimizer"][k])
+        if changed:
+            warnings.warn(
+                f"resuming {self.path} with its own optimizer settings; this network's "
+                f"optimizer differs in {', '.join(changed)}, which is ignored", stacklevel=3,
+            )
         optimizer = get_optimizer(dict(theirs["optimizer"]))
         optimizer.state = [{k: v.copy() for k, v in s.items()} for s in self.optimizer_state]
         optimizer.steps = self.optimizer_steps
