@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .activations import get_activation
+from .activations import Softmax, get_activation, softmax
 from .augmentation import random_shift
 from .initializers import default_initializer
 from .layers import Dense, Dropout, Layer
@@ -231,23 +231,17 @@ class TrainingSetMetrics(Callback):
 
 
 def softmax_probabilities(network: Network, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Class probabilities ``(n, classes)``: softmax of the logits, or the output if it already is one.
+    """Class probabilities ``(n, classes)``: the softmax of the outputs.
 
-    Models trained with ``CrossEntropy`` output logits; a model whose last
-    layer is a ``Softmax`` (or whose rows are already non-negative and sum
-    to 1) is passed through.
+    A network ending in a ``Softmax`` layer already outputs probabilities,
+    which are returned as they are.
     """
     out = np.asarray(network.predict(x, batch_size=batch_size), dtype=np.float64)
     if out.ndim == 1:
         out = out[None, :]
-    if type(network.layers[-1]).__name__ == "Softmax" or (
-        out.min() >= 0 and np.allclose(out.sum(axis=1), 1.0, atol=1e-4)
-        and type(network.loss).__name__ != "CrossEntropy"
-    ):
+    if isinstance(network.layers[-1], Softmax):
         return out
-    z = out - out.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(out)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
