@@ -90,19 +90,6 @@ class SGD(Optimizer):
     def _new_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         return {"momentum": np.zeros_like(p)} if self.momentum else {}
 
-    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
-        if self.momentum or self.weight_decay:
-            super().step(params, grads)
-            return
-        # Plain SGD keeps no state, and one sample at a time the per-call
-        # overhead is most of a step: update in one tight loop.
-        if len(self.state) != len(params):
-            self.state = [{} for _ in params]
-        self.steps += 1
-        lr = self.lr
-        for p, g in zip(params, grads):
-            p -= g * lr  # not lr * g, which first tries float.__mul__ and fails
-
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * p
@@ -111,7 +98,7 @@ class SGD(Optimizer):
             b *= self.momentum
             b += g
             g = g + self.momentum * b if self.nesterov else b
-        p -= self.lr * g
+        p -= g * self.lr
 
     def get_config(self) -> dict[str, Any]:
         return {
