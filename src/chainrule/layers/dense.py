@@ -1,15 +1,4 @@
-"""Layers: the ``Layer`` interface, ``Dense`` and ``Dropout``.
-
-Every layer has the same three-part interface::
-
-    y = layer.forward(x)              # caches what backward needs
-    grad_x = layer.backward(grad_y)   # fills layer.grads, returns dL/dx
-    layer.parameters()                # name -> array, matching layer.grads
-
-``x`` is one sample shaped ``(features,)`` or a batch shaped
-``(batch, features)`` with one sample per row. ``backward`` *assigns* the
-parameter gradients (there is nothing to zero between steps).
-"""
+"""``Dense``: the fully connected layer, ``y = x @ weight.T + bias``."""
 
 from __future__ import annotations
 
@@ -17,94 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from .initializers import Initializer, get_initializer, zeros
-from .parallel import threaded_matmul
+from ..initializers import Initializer, get_initializer, zeros
+from ..parallel import threaded_matmul
+from .base import Layer
 
-__all__ = ["Layer", "Dense", "Dropout", "layer_from_config"]
-
-_REGISTRY: dict[str, type[Layer]] = {}
-
-
-class Layer:
-    """Base class. Subclasses implement ``forward`` and ``backward``."""
-
-    #: Whether the layer is in training mode (``Dropout`` reads it).
-    training: bool = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # The first class of a name keeps it: a user's subclass called "ReLU"
-        # must not change what a saved ReLU loads as.
-        _REGISTRY.setdefault(cls.__name__, cls)
-
-    def __init__(self) -> None:
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
-        self._x: np.ndarray | None = None
-        #: How errors name this layer; a Network sets it to "layer 2 (Dense(...))".
-        self.name = repr(self)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def backward_params(self, grad_output: np.ndarray) -> None:
-        """Fill ``grads`` like ``backward`` does, without returning ``dL/dx``.
-
-        A training step never uses the gradient with respect to the network's
-        input, so ``Network.train_step`` calls this on the first layer; layers
-        for which that gradient is costly (``Dense``) skip computing it.
-        """
-        self.backward(grad_output)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        """The trainable arrays, by name (``"weight"``, ``"bias"``)."""
-        return self.params
-
-    def gradients(self) -> dict[str, np.ndarray]:
-        """``dL/dparameter`` from the last ``backward``, by the same names."""
-        return self.grads
-
-    def output_features(self, in_features: int) -> int:
-        """Width of the output for an input of width ``in_features``."""
-        return in_features
-
-    def astype(self, dtype: np.dtype | str) -> None:
-        """Cast parameters and gradient buffers to ``dtype`` in place."""
-        for name in self.params:
-            self.params[name] = self.params[name].astype(dtype, copy=False)
-            self.grads[name] = np.zeros_like(self.params[name])
-
-    def get_config(self) -> dict[str, Any]:
-        """A JSON-able recipe that ``layer_from_config`` turns back into this layer."""
-        return {"type": type(self).__name__}
-
-    def _saved_input(self) -> np.ndarray:
-        if self._x is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
-        return self._x
-
-    def __repr__(self) -> str:
-        args = {k: v for k, v in self.get_config().items() if k != "type"}
-        inner = ", ".join(f"{k}={v!r}" for k, v in args.items())
-        return f"{type(self).__name__}({inner})"
-
-
-def layer_from_config(config: dict[str, Any]) -> Layer:
-    """Rebuild a layer from ``Layer.get_config()`` output (parameters zeroed)."""
-    config = dict(config)
-    kind = config.pop("type", None)
-    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ValueError(f"unknown layer type {kind!r}")
-    if cls is Dense:
-        config["init"] = zeros
-    return cls(**config)
+__all__ = ["Dense"]
 
 
 class Dense(Layer):
@@ -247,6 +153,11 @@ class Dense(Layer):
         extra = "" if self.use_bias else ", bias=False"
         return f"Dense({self.in_features}, {self.out_features}{extra})"
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Dense:
+        # Loading fills the weights from the file: drawing random ones first is wasted work.
+        return cls(**config, init=zeros)
+
     def get_config(self) -> dict[str, Any]:
         return {
             "type": type(self).__name__,
@@ -254,39 +165,3 @@ class Dense(Layer):
             "out_features": self.out_features,
             "bias": self.use_bias,
         }
-
-
-class Dropout(Layer):
-    """Inverted dropout: zero each input with probability ``p`` while training.
-
-    Survivors are scaled by ``1 / (1 - p)`` so the expected activation is the
-    same in training and in inference, where the layer passes ``x`` through.
-    The backward pass lets gradient through the same survivors, equally scaled.
-    """
-
-    def __init__(
-        self, p: float = 0.5, *, rng: np.random.Generator | None = None, seed: int | None = None
-    ) -> None:
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout probability p must be in [0, 1), got {p!r}")
-        self.p = float(p)
-        super().__init__()
-        self.rng = rng if rng is not None else np.random.default_rng(seed)
-        self._mask: np.ndarray | None = None
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if not self.training or self.p == 0.0:
-            self._mask = None
-            return x
-        keep = self.rng.random(x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32)
-        self._mask = (keep >= self.p).astype(x.dtype)
-        self._mask *= 1.0 / (1.0 - self.p)
-        return x * self._mask
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        if self._mask is None:
-            return grad_output
-        return grad_output * self._mask
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "p": self.p}

@@ -1,0 +1,108 @@
+"""The ``Layer`` interface every layer follows, and the registry that rebuilds saved layers.
+
+Every layer has the same three-part interface::
+
+    y = layer.forward(x)              # caches what backward needs
+    grad_x = layer.backward(grad_y)   # fills layer.grads, returns dL/dx
+    layer.parameters()                # name -> array, matching layer.grads
+
+``backward`` *assigns* the parameter gradients (there is nothing to zero
+between steps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Layer", "layer_from_config"]
+
+_REGISTRY: dict[str, type[Layer]] = {}
+
+
+class Layer:
+    """Base class. Subclasses implement ``forward`` and ``backward``."""
+
+    #: Whether the layer is in training mode (``Dropout`` reads it).
+    training: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The first class of a name keeps it: a user's subclass called "ReLU"
+        # must not change what a saved ReLU loads as.
+        _REGISTRY.setdefault(cls.__name__, cls)
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._x: np.ndarray | None = None
+        #: How errors name this layer; a Network sets it to "layer 2 (Dense(...))".
+        self.name = repr(self)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward_params(self, grad_output: np.ndarray) -> None:
+        """Fill ``grads`` like ``backward`` does, without returning ``dL/dx``.
+
+        A training step never uses the gradient with respect to the network's
+        input, so ``Network.train_step`` calls this on the first layer; layers
+        for which that gradient is costly (``Dense``) skip computing it.
+        """
+        self.backward(grad_output)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trainable arrays, by name (``"weight"``, ``"bias"``)."""
+        return self.params
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """``dL/dparameter`` from the last ``backward``, by the same names."""
+        return self.grads
+
+    def output_features(self, in_features: int) -> int:
+        """Width of the output for an input of width ``in_features``."""
+        return in_features
+
+    def astype(self, dtype: np.dtype | str) -> None:
+        """Cast parameters and gradient buffers to ``dtype`` in place."""
+        for name in self.params:
+            self.params[name] = self.params[name].astype(dtype, copy=False)
+            self.grads[name] = np.zeros_like(self.params[name])
+
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-able recipe that ``layer_from_config`` turns back into this layer."""
+        return {"type": type(self).__name__}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Build the layer from ``get_config()`` output (without its ``"type"``)."""
+        return cls(**config)
+
+    def _saved_input(self) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        return self._x
+
+    def __repr__(self) -> str:
+        args = {k: v for k, v in self.get_config().items() if k != "type"}
+        inner = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        return f"{type(self).__name__}({inner})"
+
+
+def layer_from_config(config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from ``Layer.get_config()`` output (parameters zeroed)."""
+    config = dict(config)
+    kind = config.pop("type", None)
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown layer type {kind!r}")
+    return cls.from_config(config)
+
+
