@@ -1,0 +1,69 @@
+"""``chainrule predict``: read digits from picture files and print what the model sees."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import check_input_width, load_model, one_line, positive_int, require
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "predict", help="read digits from PNG/JPEG files and print what the model sees",
+        description="Classify pictures of single handwritten digits. Each picture is "
+        "prepared the way MNIST was made: grey, ink bright, cropped, scaled into a "
+        "20x20 box and centred by mass in 28x28 (needs Pillow).",
+    )
+    p.add_argument("model", metavar="MODEL", help="a .safetensors model saved by chainrule")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="picture files (PNG, JPEG, ...)")
+    p.add_argument("--top", type=positive_int, default=3, metavar="K",
+                   help="show the K most likely digits (default 3)")
+    p.add_argument("--save-inputs", metavar="DIR",
+                   help="also save each prepared 28x28 input as a PNG in DIR, to see "
+                   "what the model sees")
+    p.add_argument("--no-thicken", dest="thicken", action="store_false",
+                   help="keep strokes as drawn, even when much thinner than MNIST's")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..images import ImageReadError, load_image
+    from ..recipes import softmax_probabilities
+
+    require("PIL", "image")
+    network = load_model(args.model)
+    check_input_width(network, args.model, 784, "a prepared image has")
+    if network.out_features != 10:
+        raise ValueError(
+            f"{args.model} has {network.out_features} outputs; a digit classifier has 10"
+        )
+    save_dir = Path(args.save_inputs) if args.save_inputs else None
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in args.images:
+        try:
+            image = load_image(path, thicken=args.thicken)
+        except (FileNotFoundError, ImageReadError) as error:
+            # One bad file should not hide the answers for the others.
+            print(f"chainrule: error: {one_line(error)}", file=sys.stderr)
+            failures += 1
+            continue
+        probabilities = softmax_probabilities(network, image.reshape(1, -1))[0]
+        order = np.argsort(-probabilities, kind="stable")[: args.top]
+        top = "  ".join(f"{k}: {100 * probabilities[k]:.1f}%" for k in order)
+        print(f"{path}: {order[0]}   ({top})")
+        if save_dir is not None:
+            _save_input(image, save_dir / (Path(path).stem + "-28x28.png"))
+    return 1 if failures else 0
+
+
+def _save_input(image: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path)
