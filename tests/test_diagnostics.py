@@ -171,7 +171,7 @@ def test_diagnose_leaves_dropout_and_training_mode_alone():
     state = dropout.rng.bit_generator.state
     diagnose(net, *data())
     assert dropout.rng.bit_generator.state == state
-    assert all(layer.training for layer in net.layers)
+    assert net.training
 
 
 def test_float32_network():

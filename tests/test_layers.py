@@ -92,14 +92,36 @@ def test_seed_makes_init_repeatable():
 def test_dropout_scales_survivors_and_is_off_in_inference():
     layer = cr.Dropout(0.25, seed=0)
     x = np.ones((400, 50))
-    y = layer.forward(x)
+    y = layer.forward(x, training=True)
     kept = y != 0
     np.testing.assert_allclose(y[kept], 1 / 0.75)
     assert abs(kept.mean() - 0.75) < 0.01
     g = layer.backward(np.ones_like(x))
     np.testing.assert_array_equal(g, y)  # gradient flows through the same survivors
-    layer.training = False
-    np.testing.assert_array_equal(layer.forward(x), x)
+    np.testing.assert_array_equal(layer.forward(x), x)  # training=False by default
+    np.testing.assert_array_equal(layer.forward(x, training=False), x)
+
+
+def test_layers_keep_no_training_mode():
+    # The mode travels with the call; PyTorch's module.training habit fails loudly.
+    layer = cr.Dropout(0.5, seed=0)
+    with pytest.raises(AttributeError, match="net.eval"):
+        layer.training = False
+    with pytest.raises(AttributeError, match="keeps no training mode"):
+        layer.training
+
+
+def test_forward_without_cache_stores_nothing():
+    x = np.array([[1.0, -2.0, 3.0]])
+    layers = [cr.Dense(3, 2, seed=0), cr.ReLU(), cr.LeakyReLU(0.1), cr.Sigmoid(), cr.Tanh(),
+              cr.Softmax(), cr.Identity(), cr.Dropout(0.5, seed=0)]
+    for layer in layers:
+        before = {k: v for k, v in vars(layer).items() if k != "rng"}
+        for training in (False, True):
+            assert layer.forward(x, training, cache=False).shape[0] == 1
+        after = {k: v for k, v in vars(layer).items() if k != "rng"}
+        assert after.keys() == before.keys()
+        assert all(after[k] is before[k] for k in before), type(layer).__name__
 
 
 def test_dropout_keeps_float32():

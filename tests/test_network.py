@@ -1,3 +1,7 @@
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -93,11 +97,90 @@ def test_splitting_a_batch_does_not_change_outputs(n, split, seed):
     np.testing.assert_allclose(net.predict(x, batch_size=k), whole, rtol=1e-12, atol=1e-15)
 
 
-def test_predict_turns_dropout_off_and_restores_training_mode():
+def test_predict_turns_dropout_off_and_leaves_the_mode_alone():
     net = cr.Network.from_sizes([4, 64, 2], dropout=0.5, seed=0)
     x = np.ones((3, 4))
+    state = net.layers[2].rng.bit_generator.state
     np.testing.assert_array_equal(net.predict(x), net.predict(x))
-    assert net.training and all(layer.training for layer in net.layers)
+    np.testing.assert_array_equal(net.predict(x), net.eval().forward(x))
+    assert net.layers[2].rng.bit_generator.state == state  # no dropout drawn
+    assert net.train().training is True
+
+
+def test_training_attribute_and_train_eval_switch_dropout_in_forward():
+    net = cr.Network.from_sizes([4, 64, 2], dropout=0.5, seed=0, dtype="float64")
+    x = np.ones((3, 4))
+    clean = net.predict(x)
+    assert net.training  # a new network trains, as a torch Module does
+    assert not np.array_equal(net.forward(x), clean)
+    net.training = False  # the PyTorch habit works directly
+    np.testing.assert_array_equal(net.forward(x), clean)
+    net.training = True
+    assert not np.array_equal(net.forward(x), clean)
+    assert net.eval() is net and net.training is False
+    np.testing.assert_array_equal(net.forward(x), clean)
+    assert net.train() is net and net.training is True
+    assert not np.array_equal(net.forward(x), clean)
+    np.testing.assert_array_equal(net.forward(x, training=False), clean)  # the call decides
+    net.eval()
+    assert not np.array_equal(net.forward(x, training=True), clean)
+    # train_step always trains, whatever the mode; the mode is left as it was
+    state = net.layers[2].rng.bit_generator.state
+    net.train_step(x, np.zeros((3, 2)))
+    assert net.layers[2].rng.bit_generator.state != state and net.training is False
+
+
+class _Slow(cr.Identity):
+    """Sleeps before passing its input on: widens the window two predicts could interleave in."""
+
+    def forward(self, x, training=False, *, cache=True):
+        time.sleep(0.05)
+        return super().forward(x, training, cache=cache)
+
+
+def test_two_threads_predicting_10_ms_apart_both_get_inference_results():
+    # The issue's reproducer: a mode flipped on shared layers leaked into the other call.
+    net = cr.Network([cr.Dense(6, 32, seed=1), cr.ReLU(), _Slow(), cr.Dropout(0.5, seed=2),
+                      cr.Dense(32, 3, seed=3)], dtype="float64")
+    x = np.random.default_rng(0).normal(size=(5, 6))
+    expected = net.predict(x)
+    results = [None, None]
+
+    def call(i):
+        results[i] = net.predict(x)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    threads[0].start()
+    time.sleep(0.01)
+    threads[1].start()
+    for t in threads:
+        t.join(timeout=10)
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+    assert net.training is True
+
+
+def test_predict_from_8_threads_at_once_equals_single_threaded():
+    net = cr.Network.from_sizes([20, 64, 64, 5], dropout=0.5, seed=0, loss="cross_entropy")
+    rng = np.random.default_rng(1)
+    inputs = [rng.normal(size=(50, 20)).astype(np.float32) for _ in range(8)]
+    expected = [net.predict(x) for x in inputs]
+    barrier = threading.Barrier(8)
+    results = [None] * 8
+
+    def call(i):
+        barrier.wait(timeout=10)
+        for _ in range(20):
+            out = net.predict(inputs[i])
+            if results[i] is None:
+                results[i] = out
+            np.testing.assert_array_equal(out, expected[i])
+        results[i] = net.evaluate(inputs[i], np.zeros(50, dtype=int))["loss"]
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(call, range(8)))  # re-raises any thread's assertion
+    for i, x in enumerate(inputs):
+        assert results[i] == net.evaluate(x, np.zeros(50, dtype=int))["loss"]
 
 
 def test_train_step_returns_loss_before_the_step():

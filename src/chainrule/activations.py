@@ -50,8 +50,9 @@ def softmax(z: np.ndarray) -> np.ndarray:
 class Identity(Layer):
     """``y = x``; ``dy/dx = 1``."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        if cache:
+            self._x = x
         return x
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -62,9 +63,10 @@ class Identity(Layer):
 class ReLU(Layer):
     """``y = max(x, 0)``; ``dy/dx = 1`` where ``x > 0``, else 0."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
-        self._active = x > 0
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        if cache:
+            self._x = x
+            self._active = x > 0
         return np.maximum(x, 0)
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -83,10 +85,11 @@ class LeakyReLU(Layer):
         self.negative_slope = float(negative_slope)
         super().__init__()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
-        self._slope = np.where(x > 0, 1.0, self.negative_slope).astype(x.dtype, copy=False)
-        return x * self._slope
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        slope = np.where(x > 0, 1.0, self.negative_slope).astype(x.dtype, copy=False)
+        if cache:
+            self._x, self._slope = x, slope
+        return x * slope
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         self._saved_input()
@@ -108,10 +111,11 @@ class Sigmoid(Layer):
         self.scale = float(scale)
         super().__init__()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
-        self._y = sigmoid(x * self.scale if self.scale != 1.0 else x)
-        return self._y
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        y = sigmoid(x * self.scale if self.scale != 1.0 else x)
+        if cache:
+            self._x, self._y = x, y
+        return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         self._saved_input()
@@ -131,10 +135,11 @@ class Sigmoid(Layer):
 class Tanh(Layer):
     """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
-        self._y = np.tanh(x)
-        return self._y
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        y = np.tanh(x)
+        if cache:
+            self._x, self._y = x, y
+        return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         self._saved_input()
@@ -155,10 +160,11 @@ class Softmax(Layer):
     fuses the softmax into the loss and is more stable.
     """
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
-        self._y = softmax(x)
-        return self._y
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        y = softmax(x)
+        if cache:
+            self._x, self._y = x, y
+        return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         self._saved_input()

@@ -158,19 +158,12 @@ def _forward_backward(network: Any, x: Any, y: Any | None) -> float | None:
     Inference mode turns dropout off, so the batch is seen deterministically
     and no dropout random numbers are used up.
     """
-    saved = [layer.training for layer in network.layers]
-    for layer in network.layers:
-        layer.training = False
-    try:
-        pred = network.forward(x)
-        if y is None:
-            return None
-        loss = network.loss.forward(pred, y)
-        network.backward()
-        return float(loss)
-    finally:
-        for layer, training in zip(network.layers, saved):
-            layer.training = training
+    pred = network.forward(x, training=False)
+    if y is None:
+        return None
+    loss = network.loss.forward(pred, y)
+    network.backward()
+    return float(loss)
 
 
 def _norm(arrays: list[np.ndarray]) -> float:

@@ -33,7 +33,7 @@ class Loss:
     #: Whether ``accuracy`` makes sense for this loss.
     classification: bool = False
 
-    def forward(self, pred: np.ndarray, target: Any) -> float:
+    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
         raise NotImplementedError
 
     def backward(self) -> np.ndarray:
@@ -85,10 +85,11 @@ class SquaredError(Loss):
     Gradient: ``2 * (pred - target) / n``.
     """
 
-    def forward(self, pred: np.ndarray, target: Any) -> float:
+    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
         diff = pred - _as_target_like(pred, target)
         n = _batch_size(pred)
-        self._cache = (diff, n)
+        if cache:
+            self._cache = (diff, n)
         return float(np.vdot(diff, diff)) / n
 
     def backward(self) -> np.ndarray:
@@ -102,9 +103,10 @@ class MeanSquaredError(Loss):
     Gradient: ``2 * (pred - target) / pred.size``.
     """
 
-    def forward(self, pred: np.ndarray, target: Any) -> float:
+    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
         diff = pred - _as_target_like(pred, target)
-        self._cache = (diff,)
+        if cache:
+            self._cache = (diff,)
         return float(np.vdot(diff, diff)) / diff.size
 
     def backward(self) -> np.ndarray:
@@ -138,7 +140,7 @@ class CrossEntropy(Loss):
             return
         _labels(target, n_outputs)
 
-    def forward(self, pred: np.ndarray, target: Any) -> float:
+    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
         z = pred if pred.ndim == 2 else pred[None, :]
         n, k = z.shape
         shifted = z - z.max(axis=1, keepdims=True)
@@ -158,7 +160,8 @@ class CrossEntropy(Loss):
             loss = float(np.sum(log_sum[:, 0] - shifted[rows, labels])) / n
             y = None
         exp /= sum_exp  # exp now holds p = softmax(z)
-        self._cache = (exp, y, labels, pred.shape)
+        if cache:
+            self._cache = (exp, y, labels, pred.shape)
         return loss
 
     def backward(self) -> np.ndarray:
@@ -228,11 +231,12 @@ class BinaryCrossEntropy(Loss):
         if np.any((target < 0) | (target > 1)):
             raise ValueError("BinaryCrossEntropy targets must lie in [0, 1]")
 
-    def forward(self, pred: np.ndarray, target: Any) -> float:
+    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
         y = _as_target_like(pred, target)
         z = pred
         loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        self._cache = (z, y)
+        if cache:
+            self._cache = (z, y)
         return float(loss.mean())
 
     def backward(self) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
@@ -134,12 +134,28 @@ class Network:
 
     # -- the math ---------------------------------------------------------------
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run ``x`` (one sample ``(features,)`` or a batch ``(n, features)``) through every layer."""
+    def forward(self, x: np.ndarray, training: bool | None = None) -> np.ndarray:
+        """Run ``x`` (one sample ``(features,)`` or a batch ``(n, features)``) through every layer.
+
+        ``training`` (dropout active) defaults to ``self.training``, which
+        ``train()`` and ``eval()`` set, as in PyTorch. Each layer caches what
+        ``backward`` needs; ``predict`` is the cache-free, thread-safe way to infer.
+        """
+        if training is None:
+            training = self.training
         x = self._as_input(x)
         for layer in self.layers:
-            x = layer.forward(x)
+            x = layer.forward(x, training)
         return x
+
+    def train(self, mode: bool = True) -> Network:
+        """Set training mode (``forward`` runs dropout); returns ``self``, as ``torch.nn.Module.train``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Network:
+        """Set inference mode (``forward`` runs no dropout); returns ``self``, as in PyTorch."""
+        return self.train(False)
 
     def backward(self, grad_output: np.ndarray | None = None) -> np.ndarray:
         """Backpropagate ``dL/doutput`` (by default the loss's) through every layer.
@@ -158,7 +174,7 @@ class Network:
         ``NonFiniteLossError`` is raised, so the weights stay finite.
         """
         with threaded_matmul:  # large products of this step run on two cores
-            loss = self.loss.forward(self.forward(x), y)
+            loss = self.loss.forward(self.forward(x, training=True), y)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the loss is {loss}; the weights were left as they were"
@@ -177,14 +193,22 @@ class Network:
     # -- inference ------------------------------------------------------------
 
     def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """The network's output for ``x`` in inference mode (dropout off)."""
-        with self._mode(training=False):
-            if batch_size is None or self._as_input(x).ndim == 1 or len(x) == 0:
-                return self.forward(x)
-            x = self._as_input(x)
-            return np.concatenate(
-                [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-            )
+        """The network's output for ``x`` in inference mode (dropout off), whatever ``self.training``.
+
+        Writes nothing on the network or its layers, so several threads may
+        call it on one model at once (a web server does).
+        """
+        x = self._as_input(x)
+        if batch_size is None or x.ndim == 1 or len(x) == 0:
+            return self._infer(x)
+        return np.concatenate(
+            [self._infer(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, False, cache=False)
+        return x
 
     def evaluate(self, x: np.ndarray, y: Any, batch_size: int | None = None) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` on ``(x, y)`` in inference mode.
@@ -194,7 +218,7 @@ class Network:
         pred = self.predict(x, batch_size=batch_size)
         if pred.ndim == 2 and len(pred) == 0:
             raise ValueError("cannot evaluate on 0 samples")
-        result = {"loss": self.loss.forward(pred, y)}
+        result = {"loss": self.loss.forward(pred, y, cache=False)}
         accuracy = self.loss.accuracy(pred, y)
         if accuracy is not None:
             result["accuracy"] = accuracy
@@ -353,9 +377,6 @@ class Network:
             if width is not None or n_in is not None:
                 width = layer.output_features(width if width is not None else n_in)
 
-    def _mode(self, training: bool) -> _Mode:
-        return _Mode(self, training)
-
 
 def _check_output_for_loss(last: Layer, loss: Loss) -> None:
     """Refuse a softmax (sigmoid) output in front of a loss that applies it itself."""
@@ -391,24 +412,3 @@ def check_tensors(expected: dict[str, tuple[int, ...]], tensors: dict[str, Any])
             raise ValueError(f"tensor {name!r} has shape {value.shape}, expected {tuple(shape)}")
         if not np.all(np.isfinite(value)):
             raise ValueError(f"tensor {name!r} contains NaN or infinite values")
-
-
-class _Mode:
-    """Context manager that sets training/inference mode and restores it afterwards."""
-
-    def __init__(self, network: Network, training: bool) -> None:
-        self.network, self.training = network, training
-
-    def __enter__(self) -> None:
-        self.saved = self.network.training
-        _set_training(self.network.layers, self.training)
-        self.network.training = self.training
-
-    def __exit__(self, *exc: object) -> None:
-        _set_training(self.network.layers, self.saved)
-        self.network.training = self.saved
-
-
-def _set_training(layers: Iterable[Layer], training: bool) -> None:
-    for layer in layers:
-        layer.training = training

@@ -199,9 +199,6 @@ def fit(
     for callback in callbacks:
         callback.network = network
     network.stop_training = False
-    network.training = True
-    for layer in network.layers:
-        layer.training = True
 
     def save(epoch: int, step: int, epoch_start_state: dict, loss: tuple[float, int]) -> None:
         from .checkpoint import save_checkpoint

@@ -2,12 +2,17 @@
 
 Every layer has the same three-part interface::
 
-    y = layer.forward(x)              # caches what backward needs
+    y = layer.forward(x, training=False, cache=True)  # caches what backward needs
     grad_x = layer.backward(grad_y)   # fills layer.grads, returns dL/dx
     layer.parameters()                # name -> array, matching layer.grads
 
 ``backward`` *assigns* the parameter gradients (there is nothing to zero
 between steps).
+
+The training/inference mode travels with each call (``training=True``: dropout
+active); a layer keeps no mode of its own. With ``cache=False`` a forward pass
+stores nothing on the layer, so inference (``Network.predict``) changes no
+shared state and several threads may run it on one model at once.
 """
 
 from __future__ import annotations
@@ -24,9 +29,6 @@ _REGISTRY: dict[str, type[Layer]] = {}
 class Layer:
     """Base class. Subclasses implement ``forward`` and ``backward``."""
 
-    #: Whether the layer is in training mode (``Dropout`` reads it).
-    training: bool = True
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # The first class of a name keeps it: a user's subclass called "ReLU"
@@ -40,7 +42,13 @@ class Layer:
         #: How errors name this layer; a Network sets it to "layer 2 (Dense(...))".
         self.name = repr(self)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        """``y`` for the batch ``x``.
+
+        ``training`` selects training behaviour (dropout active). With
+        ``cache=False`` nothing is stored on the layer (``backward`` then
+        has nothing new to work from): inference from several threads is safe.
+        """
         raise NotImplementedError
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -55,8 +63,24 @@ class Layer:
         """
         self.backward(grad_output)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        return self.forward(x, training, cache=cache)
+
+    # A layer has no mode of its own (it travels with each call); PyTorch's
+    # ``module.training`` habit must fail loudly rather than silently do nothing.
+    @property
+    def training(self) -> bool:
+        raise AttributeError(
+            f"{type(self).__name__} keeps no training mode: pass forward(x, training=...), "
+            "or set it on the network (net.train(), net.eval(), net.training)"
+        )
+
+    @training.setter
+    def training(self, value: bool) -> None:
+        raise AttributeError(
+            f"{type(self).__name__} keeps no training mode: pass forward(x, training=...), "
+            "or set it on the network (net.train(), net.eval(), net.training)"
+        )
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The trainable arrays, by name (``"weight"``, ``"bias"``)."""

@@ -99,13 +99,14 @@ class Dense(Layer):
             )
         target[...] = value
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
         if x.ndim not in (1, 2) or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"{self.name}: expected input of shape (batch, {self.in_features}) or "
                 f"({self.in_features},), got shape {x.shape}"
             )
-        self._x = x
+        if cache:
+            self._x = x
         params = self.params
         # One sample is a matrix-vector product: too small to hand to threads.
         y = x @ params["weight"].T if x.ndim == 1 else threaded_matmul(x, params["weight"].T)

@@ -17,6 +17,7 @@ class Dropout(Layer):
     Survivors are scaled by ``1 / (1 - p)`` so the expected activation is the
     same in training and in inference, where the layer passes ``x`` through.
     The backward pass lets gradient through the same survivors, equally scaled.
+    Only ``forward(x, training=True)`` drops anything (and draws from ``rng``).
     """
 
     def __init__(
@@ -29,14 +30,17 @@ class Dropout(Layer):
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self._mask: np.ndarray | None = None
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if not self.training or self.p == 0.0:
-            self._mask = None
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        if not training or self.p == 0.0:
+            if cache:
+                self._mask = None
             return x
         keep = self.rng.random(x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32)
-        self._mask = (keep >= self.p).astype(x.dtype)
-        self._mask *= 1.0 / (1.0 - self.p)
-        return x * self._mask
+        mask = (keep >= self.p).astype(x.dtype)
+        mask *= 1.0 / (1.0 - self.p)
+        if cache:
+            self._mask = mask
+        return x * mask
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         if self._mask is None:
