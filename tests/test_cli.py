@@ -238,10 +238,6 @@ def test_lesson_runs(capsys, tmp_path):
     assert_one_line_error(status, err)
 
 
-@pytest.mark.skipif(
-    not {"checkpoint", "resume"} <= set(__import__("inspect").signature(fit).parameters),
-    reason="fit has no checkpoint/resume yet",
-)
 def test_checkpoint_and_resume(capsys, tmp_path):
     checkpoint = tmp_path / "run.ckpt"
     status, _, err = run(capsys, "train", "--resume", str(tmp_path / "none.ckpt"))
