@@ -74,16 +74,19 @@ class SGD(Optimizer):
         p = p - lr * g
 
     With ``momentum=0`` this is the tutorials' ``weight -= alpha * delta``.
+    ``decay_1d=False`` leaves 1-D parameters (biases) out of the weight decay,
+    as scikit-learn's ``alpha`` does.
     """
 
     def __init__(
         self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-        weight_decay: float = 0.0,
+        weight_decay: float = 0.0, decay_1d: bool = True,
     ) -> None:
         super().__init__(lr)
         self.momentum = _check("momentum", momentum)
         self.nesterov = bool(nesterov)
         self.weight_decay = _check("weight_decay", weight_decay)
+        self.decay_1d = bool(decay_1d)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
 
@@ -91,7 +94,7 @@ class SGD(Optimizer):
         return {"momentum": np.zeros_like(p)} if self.momentum else {}
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        if self.weight_decay:
+        if self.weight_decay and (self.decay_1d or p.ndim > 1):
             g = g + self.weight_decay * p
         if self.momentum:
             b = state["momentum"]
@@ -104,6 +107,7 @@ class SGD(Optimizer):
         return {
             "type": "SGD", "lr": self.lr, "momentum": self.momentum,
             "nesterov": self.nesterov, "weight_decay": self.weight_decay,
+            "decay_1d": self.decay_1d,
         }
 
 
@@ -118,17 +122,20 @@ class Adam(Optimizer):
         p = p - lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
 
     The ``1 - beta**t`` factors undo the bias of starting ``m`` and ``v`` at 0.
+    ``decay_1d=False`` leaves 1-D parameters (biases) out of the weight decay,
+    as scikit-learn's ``alpha`` does.
     """
 
     def __init__(
         self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float = 0.0, decay_1d: bool = True,
     ) -> None:
         super().__init__(lr)
         beta1, beta2 = betas
         self.betas = (_check("beta1", beta1, 0.0, 1.0), _check("beta2", beta2, 0.0, 1.0))
         self.eps = _check("eps", eps)
         self.weight_decay = _check("weight_decay", weight_decay)
+        self.decay_1d = bool(decay_1d)
 
     def _new_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         return {"m": np.zeros_like(p), "v": np.zeros_like(p)}
@@ -136,7 +143,7 @@ class Adam(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         beta1, beta2 = self.betas
         t = self.steps
-        if self.weight_decay:
+        if self.weight_decay and (self.decay_1d or p.ndim > 1):
             g = g + self.weight_decay * p
         m, v = state["m"], state["v"]
         m *= beta1
@@ -152,7 +159,7 @@ class Adam(Optimizer):
     def get_config(self) -> dict[str, Any]:
         return {
             "type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
-            "weight_decay": self.weight_decay,
+            "weight_decay": self.weight_decay, "decay_1d": self.decay_1d,
         }
 
 
