@@ -18,6 +18,7 @@ from .mnist import (
     describe_mnist,
     download_mnist,
     load_mnist,
+    load_mnist_split,
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "describe_mnist",
     "download_mnist",
     "load_mnist",
+    "load_mnist_split",
     "read_idx",
     "read_idx_header",
     "write_idx",

@@ -66,6 +66,7 @@ __all__ = [
     "describe_mnist",
     "download_mnist",
     "load_mnist",
+    "load_mnist_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -150,12 +151,12 @@ def _bundled_dir():  # -> importlib.resources.abc.Traversable
     return resources.files(__package__).joinpath("data", "mnist")
 
 
-def _find_files(directory: Path) -> dict[str, Path]:
-    """Locate the four standard files in ``directory``, with or without .gz."""
+def _find_files(directory: Path, roles: tuple[str, ...] = tuple(_FILES)) -> dict[str, Path]:
+    """Locate the standard files of ``roles`` (default all four) in ``directory``, with or without .gz."""
     if not directory.is_dir():
         raise FileNotFoundError(f"MNIST directory {directory} does not exist")
     found = {}
-    for role, base in _FILES.items():
+    for role, base in ((role, _FILES[role]) for role in roles):
         # Some redistributions spell the name with a dot: train-images.idx3-ubyte
         dotted = base.replace("-idx", ".idx")
         candidates = [base, base + ".gz", dotted, dotted + ".gz"]
@@ -191,16 +192,17 @@ def describe_mnist(path: PathLike | None = None) -> MNISTInfo:
     return MNISTInfo(source, n_train, n_test)
 
 
-def _resolve(path: PathLike | None, stack: ExitStack) -> tuple[dict[str, Path], str]:
-    """Real file paths for the four files, plus a description of where they are."""
+def _resolve(path: PathLike | None, stack: ExitStack,
+             roles: tuple[str, ...] = tuple(_FILES)) -> tuple[dict[str, Path], str]:
+    """Real file paths for the files of ``roles``, plus a description of where they are."""
     if path is not None:
         directory = Path(path).expanduser()
-        return _find_files(directory), str(directory)
+        return _find_files(directory, roles), str(directory)
     bundled = _bundled_dir()
     # as_file gives a real path even when the package is imported from a zip.
     files = {
-        role: stack.enter_context(resources.as_file(bundled.joinpath(base + ".gz")))
-        for role, base in _FILES.items()
+        role: stack.enter_context(resources.as_file(bundled.joinpath(_FILES[role] + ".gz")))
+        for role in roles
     }
     return files, f"the bundled MNIST subset ({bundled})"
 
@@ -299,6 +301,25 @@ def load_mnist(
     train = _convert(arrays["train_images"], arrays["train_labels"], flatten, normalize)
     test = _convert(arrays["test_images"], arrays["test_labels"], flatten, normalize)
     return train, test
+
+
+def load_mnist_split(
+    split: str, path: PathLike | None = None, *, flatten: bool = True, normalize: bool = True
+) -> Split:
+    """One half of MNIST, ``"train"`` or ``"test"``, reading only that half's two files.
+
+    Evaluating a model needs only ``t10k-images-idx3-ubyte`` and
+    ``t10k-labels-idx1-ubyte``; the training files need not exist. Arguments,
+    checks and errors as in :func:`load_mnist`; returns ``(x, y)``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    roles = (f"{split}_images", f"{split}_labels")
+    with ExitStack() as stack:
+        files, _ = _resolve(path, stack, roles)
+        images, labels = (read_idx(files[role]) for role in roles)
+    _check_split(images, labels, files[roles[0]], files[roles[1]])
+    return _convert(images, labels, flatten, normalize)
 
 
 def _digest(path: Path, algorithm: str) -> str:
