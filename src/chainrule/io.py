@@ -201,12 +201,24 @@ def tensor_digest(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> s
     return h.hexdigest()
 
 
-def save(network: Any, path: str | PathLike) -> None:
-    """Write ``network`` to ``path`` (a ``.safetensors`` file), atomically."""
+def save(network: Any, path: str | PathLike, *, metadata: dict[str, str] | None = None) -> None:
+    """Write ``network`` to ``path`` (a ``.safetensors`` file), atomically.
+
+    ``metadata``: extra string entries stored beside the model's own (and
+    covered by its digest), e.g. a scikit-learn estimator's label encoding;
+    they may not replace the model's own keys.
+    """
     from safetensors.numpy import save as to_bytes
 
     tensors = {name: np.ascontiguousarray(a) for name, a in network.parameters().items()}
+    extra = dict(metadata or {})
     metadata = model_metadata(network)
+    clash = sorted(set(extra) & (set(metadata) | {DIGEST_KEY}))
+    if clash:
+        raise ValueError(f"metadata may not replace the model's own keys: {clash}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise TypeError("metadata keys and values must be strings")
+    metadata.update(extra)
     metadata[DIGEST_KEY] = tensor_digest(tensors, metadata)
     atomic_write_bytes(path, to_bytes(tensors, metadata=metadata), what="model")
 
