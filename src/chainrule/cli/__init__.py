@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "lesson",
     "demo",
+    "serve",
 )
 
 
