@@ -14,7 +14,7 @@ import numpy as np
 from .activations import get_activation
 from .errors import NonFiniteLossError
 from .initializers import Initializer, default_initializer
-from .layers import Dense, Dropout, Layer
+from .layers import AvgPool2D, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from .losses import Loss, get_loss
 from .optimizers import SGD, Optimizer, get_optimizer
 from .parallel import threaded_matmul
@@ -22,6 +22,10 @@ from .parallel import threaded_matmul
 __all__ = ["Network", "check_tensors"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Layers that take images (n, C, H, W); a network starting with one takes images.
+_IMAGE_LAYERS = (Conv2D, MaxPool2D, AvgPool2D, BatchNorm2d)
+# Layers that change the shape of what they are given.
+_SHAPE_LAYERS = (Conv2D, MaxPool2D, AvgPool2D, Flatten)
 
 
 class Network:
@@ -144,9 +148,13 @@ class Network:
         if training is None:
             training = self.training
         x = self._as_input(x)
+        # Layers work on batches: one image (C, H, W) goes through as a batch of one.
+        self._one_image = x.ndim == 3
+        if self._one_image:
+            x = x[None]
         for layer in self.layers:
             x = layer.forward(x, training)
-        return x
+        return x[0] if self._one_image else x
 
     def train(self, mode: bool = True) -> Network:
         """Set training mode (``forward`` runs dropout); returns ``self``, as ``torch.nn.Module.train``."""
@@ -163,9 +171,12 @@ class Network:
         Fills each layer's ``grads`` and returns ``dL/dinput``.
         """
         grad = self.loss.backward() if grad_output is None else grad_output
+        one_image = getattr(self, "_one_image", False)
+        if one_image:
+            grad = np.asarray(grad)[None]
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
-        return grad
+        return grad[0] if one_image else grad
 
     def train_step(self, x: np.ndarray, y: Any) -> float:
         """One optimizer step on ``(x, y)``; returns the loss before the step.
@@ -182,6 +193,8 @@ class Network:
             # self.backward(), except that nothing needs dL/dx of the first layer
             layers = self.layers
             grad = self.loss.backward()
+            if self._one_image:
+                grad = grad[None]
             for layer in layers[:0:-1]:
                 grad = layer.backward(grad)
             layers[0].backward_params(grad)
@@ -199,6 +212,8 @@ class Network:
         call it on one model at once (a web server does).
         """
         x = self._as_input(x)
+        if x.ndim == 3:  # one image (C, H, W), through the layers as a batch of one
+            return self._infer(x[None])[0]
         if batch_size is None or x.ndim == 1 or len(x) == 0:
             return self._infer(x)
         return np.concatenate(
@@ -254,16 +269,41 @@ class Network:
             for name, array in layer.grads.items()
         }
 
-    def load_parameters(self, tensors: dict[str, np.ndarray]) -> None:
-        """Copy ``tensors`` (a state dict) into the network.
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Every non-trainable saved array (BatchNorm's ``"1.running_mean"``...), live, by state-dict name."""
+        return {
+            f"{i}.{name}": array
+            for i, layer in enumerate(self.layers)
+            for name, array in layer.buffers().items()
+        }
 
-        Every parameter must be present with its exact shape, and nothing
-        else; errors name the offending tensor.
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by name, in PyTorch's order (each layer's parameters, then
+        its buffers): what ``torch.nn.Sequential.state_dict()`` holds for the same network."""
+        return {
+            f"{i}.{name}": array
+            for i, layer in enumerate(self.layers)
+            for name, array in (*layer.params.items(), *layer.buffers().items())
+        }
+
+    def load_parameters(self, tensors: dict[str, np.ndarray]) -> None:
+        """Copy ``tensors`` (a state dict: parameters and buffers) into the network.
+
+        Every parameter and buffer must be present with its exact shape, and
+        nothing else; an integer buffer (``num_batches_tracked``) needs an
+        integer tensor. Errors name the offending tensor.
         """
-        own = self.parameters()
+        own = self.state_dict()
         check_tensors({name: array.shape for name, array in own.items()}, tensors)
         for name, array in own.items():
-            array[...] = tensors[name]
+            value = np.asarray(tensors[name])
+            if np.issubdtype(array.dtype, np.integer) and not np.issubdtype(value.dtype, np.integer):
+                raise ValueError(f"tensor {name!r} has dtype {value.dtype}, expected an integer")
+            if np.issubdtype(array.dtype, np.integer) and np.any(value < 0):
+                raise ValueError(f"tensor {name!r} must not be negative")
+            array[...] = value
+
+    load_state_dict = load_parameters
 
     def astype(self, dtype: str | np.dtype) -> Network:
         """Switch the whole network (parameters, and so every activation) to ``dtype``, in place."""
@@ -280,21 +320,38 @@ class Network:
 
     @property
     def in_features(self) -> int | None:
-        """Width of the input, from the first layer that fixes it."""
+        """Width of the input, from the first layer that fixes it (``None`` for images)."""
         for layer in self.layers:
             if hasattr(layer, "in_features"):
                 return layer.in_features
+            if isinstance(layer, _SHAPE_LAYERS + _IMAGE_LAYERS):
+                return None  # the network takes images: no fixed width
         return None
 
     @property
     def out_features(self) -> int | None:
         """Width of the output (``None`` if no layer fixes it)."""
-        width = self.in_features
-        if width is None:
-            return None
-        for layer in self.layers:
-            width = layer.output_features(width)
+        # Widths are known from the first Dense after the last image-shaped layer.
+        start = 1 + max((i for i, layer in enumerate(self.layers)
+                         if isinstance(layer, _SHAPE_LAYERS + _IMAGE_LAYERS)), default=-1)
+        width = None
+        for layer in self.layers[start:]:
+            if width is None:
+                width = getattr(layer, "in_features", None)
+            if width is not None:
+                width = layer.output_features(width)
         return width
+
+    @property
+    def takes_images(self) -> bool:
+        """Whether the input is images ``(n, C, H, W)`` (the first shape-fixing layer is a
+        ``Conv2D``, a pooling layer or ``BatchNorm2d``) rather than rows ``(n, features)``."""
+        for layer in self.layers:
+            if isinstance(layer, _IMAGE_LAYERS):
+                return True
+            if hasattr(layer, "in_features") or isinstance(layer, Flatten):
+                return False
+        return False
 
     def save(self, path: str | PathLike) -> None:
         """Write the model to a ``.safetensors`` file; see ``chainrule.io.save``."""
@@ -311,18 +368,28 @@ class Network:
 
         return to_onnx(self, path, **kwargs)
 
-    def summary(self) -> str:
-        """A table of layers, output shapes and parameter counts."""
+    def summary(self, input_shape: Sequence[int] | None = None) -> str:
+        """A table of layers, output shapes and parameter counts.
+
+        ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)``; without it
+        an image network's shapes show as ``?`` up to its first ``Dense``.
+        """
         rows = [("#", "layer", "output shape", "parameters")]
         width = self.in_features
+        shape: tuple[int, ...] | None = (
+            tuple(int(d) for d in input_shape) if input_shape is not None
+            else (width,) if width is not None else None
+        )
         total = 0
         for i, layer in enumerate(self.layers):
-            if width is not None:
-                width = layer.output_features(width)
+            if shape is not None:
+                shape = layer.output_shape(shape)
+            elif hasattr(layer, "out_features"):
+                shape = (layer.out_features,)
             count = sum(p.size for p in layer.params.values())
             total += count
-            shape = f"(batch, {width})" if width is not None else "?"
-            rows.append((str(i), repr(layer), shape, f"{count:,}"))
+            text = "(batch, " + ", ".join(map(str, shape)) + ")" if shape is not None else "?"
+            rows.append((str(i), repr(layer), text, f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = [
             "  ".join(
@@ -359,13 +426,31 @@ class Network:
             if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
                 raise TypeError(f"input must be numeric, got dtype {x.dtype}")
             x = x.astype(self.dtype)
-        if x.ndim not in (1, 2):
+        if self.takes_images:
+            if x.ndim not in (3, 4):
+                raise ValueError(
+                    f"{self.layers[0].name}: input must be one image (C, H, W) or a batch "
+                    f"(n, C, H, W), got shape {x.shape}"
+                )
+        elif x.ndim not in (1, 2):
             raise ValueError(
                 f"input must be one sample (features,) or a batch (n, features), got shape {x.shape}"
             )
         return x
 
     def _check_widths(self) -> None:
+        channels = None  # channels of an image between layers, where known
+        for layer in self.layers:
+            n_ch = getattr(layer, "in_channels", None)
+            if isinstance(layer, BatchNorm2d):
+                n_ch = layer.num_features
+            if n_ch is not None and channels is not None and n_ch != channels:
+                raise ValueError(
+                    f"{layer.name} expects {n_ch} input channels but the layer before it "
+                    f"produces {channels}"
+                )
+            if n_ch is not None or isinstance(layer, (Flatten, Dense)):
+                channels = getattr(layer, "out_channels", n_ch)
         width = None
         for layer in self.layers:
             n_in = getattr(layer, "in_features", None)

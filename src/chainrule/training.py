@@ -291,7 +291,10 @@ def _warn_if_settings_differ(saved: dict[str, Any], current: dict[str, Any], pat
 def _check_data(network: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Validate a dataset once, before any step, and cast ``x`` to the network's dtype."""
     x = np.asarray(x)
-    if x.ndim != 2:
+    if network.takes_images:
+        if x.ndim != 4:
+            raise ValueError(f"{what} inputs must be images shaped (n, C, H, W), got shape {x.shape}")
+    elif x.ndim != 2:
         raise ValueError(f"{what} inputs must be shaped (n, features), got shape {x.shape}")
     y = np.asarray(y)
     if len(y) != len(x):

@@ -90,9 +90,25 @@ class Layer:
         """``dL/dparameter`` from the last ``backward``, by the same names."""
         return self.grads
 
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Non-trainable state saved with the model, by name (``BatchNorm``'s
+        ``running_mean``...); live arrays. None by default."""
+        return {}
+
     def output_features(self, in_features: int) -> int:
         """Width of the output for an input of width ``in_features``."""
         return in_features
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one output sample for one input sample shaped ``input_shape``.
+
+        The default keeps rows of features as ``output_features`` says and any
+        other shape as it is (element-wise layers). Layers that check their
+        input raise ``ValueError`` naming themselves and both shapes.
+        """
+        if len(input_shape) == 1:
+            return (self.output_features(input_shape[0]),)
+        return tuple(input_shape)
 
     def astype(self, dtype: np.dtype | str) -> None:
         """Cast parameters and gradient buffers to ``dtype`` in place."""

@@ -1,0 +1,294 @@
+"""``Conv2D``: two-dimensional convolution (cross-correlation, as PyTorch computes it).
+
+Images are batches shaped ``(n, C, H, W)`` (PyTorch's NCHW layout). The
+forward pass is one matrix product: every ``kh x kw`` window of the (padded)
+input is read through ``numpy.lib.stride_tricks.sliding_window_view`` and laid
+out as a row of a matrix ("im2col"), which multiplies the kernels laid out as
+columns. The backward pass is the same product transposed, and a scatter of
+the window gradients back onto the pixels they came from (one loop step per
+kernel offset, never per sample or per pixel).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..initializers import Initializer, get_initializer, zeros
+from .base import Layer
+
+__all__ = ["Conv2D", "conv_output_size", "windows", "scatter_windows"]
+
+
+def _pair(value: Any, what: str, layer: str, minimum: int) -> tuple[int, int]:
+    """``value`` as ``(rows, columns)``: an int for both, or a pair, as ``torch.nn.Conv2d`` takes.
+
+    Raises ``ValueError`` naming the layer and the setting for anything but
+    integers of at least ``minimum`` (``TypeError`` for non-integers).
+    """
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, bool):
+            raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
+        try:
+            number = operator.index(item)
+        except TypeError:
+            raise TypeError(
+                f"{layer}: {what} must be an int or a pair of ints, got {value!r}"
+            ) from None
+        if number < minimum:
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise ValueError(f"{layer}: {what} must be {kind}, got {value!r}")
+        out.append(int(number))
+    return out[0], out[1]
+
+
+def _positive(value: Any, what: str, layer: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{layer}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
+    """``floor((size + 2 * padding - kernel) / stride) + 1``, the formula in ``torch.nn.Conv2d``'s docs."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """Every ``kh x kw`` window of ``x`` ``(n, C, H, W)``: a view shaped ``(n, C, OH, OW, kh, kw)``.
+
+    ``windows(x)[b, c, i, j]`` is ``x[b, c, i*sh : i*sh + kh, j*sw : j*sw + kw]``. No copy.
+    """
+    return sliding_window_view(x, kernel, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+
+
+def scatter_windows(
+    grad_windows: np.ndarray, input_shape: tuple[int, ...], stride: tuple[int, int]
+) -> np.ndarray:
+    """The adjoint of ``windows``: add each window's gradient back onto its pixels.
+
+    ``grad_windows`` is shaped ``(n, C, OH, OW, kh, kw)``; the result
+    ``(n, C, H, W)`` holds, for every pixel, the sum over all windows that
+    contain it. One vectorised add per kernel offset ``(i, j)``: that offset
+    of every window lands on the strided grid ``x[..., i::sh, j::sw]``.
+    """
+    _, _, oh, ow, kh, kw = grad_windows.shape
+    sh, sw = stride
+    grad = np.zeros(input_shape, dtype=grad_windows.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            grad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += grad_windows[:, :, :, :, i, j]
+    return grad
+
+
+class Conv2D(Layer):
+    """2-D convolution over ``(n, in_channels, H, W)`` batches, as ``torch.nn.Conv2d``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+        ``(kh, kw)``; an int is used for both.
+    stride : int or (int, int)
+        Step between windows (default 1).
+    padding : int or (int, int)
+        Zeros added on both sides of each spatial axis (default 0).
+    bias : bool
+        Whether to add a learned bias per output channel.
+    init : str or callable
+        Weight initializer, default ``"he_uniform"`` (fan_in = ``in_channels * kh * kw``).
+    rng, seed, dtype : as for ``Dense``.
+
+    Shapes
+    ------
+    ``weight`` ``(out_channels, in_channels, kh, kw)``, ``bias`` ``(out_channels,)``;
+    input ``(n, C, H, W)`` gives output ``(n, O, OH, OW)`` with
+    ``OH = floor((H + 2 * ph - kh) / sh) + 1`` (and the same for ``OW``).
+
+    Notes
+    -----
+    Cross-correlation, as PyTorch computes it (no kernel flip)::
+
+        y[b, o, i, j] = bias[o] + sum_{c, p, q} weight[o, c, p, q] * x[b, c, i*sh + p, j*sw + q]
+
+    With ``cols[b]`` sample ``b``'s im2col matrix (one row per ``(c, p, q)``,
+    one column per output pixel ``(i, j)``), ``W = weight.reshape(O, -1)`` and
+    ``G[b] = dL/dy[b]`` laid out as ``(O, OH*OW)``::
+
+        y[b]       = W @ cols[b]                      (O, OH*OW), already NCHW
+        dL/dW      = sum_b G[b] @ cols[b].T           (O, C*kh*kw)
+        dL/dbias   = sum over b, i, j of G            (O,)
+        dL/dcols[b] = W.T @ G[b]                      (C*kh*kw, OH*OW)
+        dL/dx      = each window's gradient added back onto the pixels it read, minus the padding
+
+    Each line is one (batched) matrix product; the only Python loop is the
+    scatter's, over the ``kh * kw`` kernel offsets.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        init: str | Initializer = "he_uniform",
+        *,
+        rng: np.random.Generator | None = None,
+        seed: int | None = None,
+        dtype: np.dtype | str | None = None,
+    ) -> None:
+        what = "Conv2D"
+        self.in_channels = _positive(in_channels, "in_channels", what)
+        self.out_channels = _positive(out_channels, "out_channels", what)
+        self.kernel_size = _pair(kernel_size, "kernel_size", what, 1)
+        self.stride = _pair(stride, "stride", what, 1)
+        self.padding = _pair(padding, "padding", what, 0)
+        self.use_bias = bool(bias)
+        super().__init__()
+        if rng is None:
+            rng = np.random.default_rng(seed)
+        dtype = np.dtype(dtype if dtype is not None else np.float64)
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        weight = np.asarray(get_initializer(init)(shape, rng), dtype=dtype)
+        if weight.shape != shape:
+            raise ValueError(f"initializer returned shape {weight.shape}, expected {shape}")
+        self.params["weight"] = weight
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.out_channels, dtype=dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._cache: tuple[np.ndarray, tuple[int, ...]] | None = None
+
+    # -- shapes ------------------------------------------------------------------
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(O, OH, OW)`` for one sample shaped ``input_shape`` ``(C, H, W)``.
+
+        Raises ``ValueError`` naming the layer and both shapes if the input
+        has the wrong rank or channel count, or is smaller than the kernel.
+        """
+        return self._shape_after(tuple(input_shape), tuple(input_shape))
+
+    def _shape_after(self, sample: tuple[int, ...], shown: tuple[int, ...]) -> tuple[int, ...]:
+        if len(sample) != 3 or sample[0] != self.in_channels:
+            raise ValueError(
+                f"{self.name}: expected input of shape (batch, {self.in_channels}, H, W) "
+                f"or ({self.in_channels}, H, W), got shape {shown}"
+            )
+        _, h, w = sample
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if h + 2 * ph < kh or w + 2 * pw < kw:
+            raise ValueError(
+                f"{self.name}: the {kh}x{kw} kernel is larger than the padded input "
+                f"({h + 2 * ph}x{w + 2 * pw}) of shape {shown}"
+            )
+        return (self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw))
+
+    def _check_input(self, x: np.ndarray) -> None:
+        if x.ndim != 4:
+            raise ValueError(
+                f"{self.name}: expected input of shape (batch, {self.in_channels}, H, W), "
+                f"got shape {x.shape}"
+            )
+        self._shape_after(x.shape[1:], x.shape)
+
+    # -- the math ------------------------------------------------------------------
+
+    def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        """``y`` ``(n, O, OH, OW)`` for ``x`` ``(n, C, H, W)``."""
+        self._check_input(x)
+        n = x.shape[0]
+        ph, pw = self.padding
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        view = windows(x, self.kernel_size, self.stride)  # (n, C, OH, OW, kh, kw)
+        oh, ow = view.shape[2:4]
+        # im2col, a copy: (n, C*kh*kw, OH*OW), rows (c, p, q), columns (i, j)
+        cols = view.transpose(0, 1, 4, 5, 2, 3).reshape(n, -1, oh * ow)
+        weight = self.params["weight"].reshape(self.out_channels, -1)
+        y = weight @ cols  # (n, O, OH*OW): one product per sample, in one call
+        if self.use_bias:
+            y += self.params["bias"][:, None]
+        if cache:
+            self._cache = (cols, x.shape)
+        return y.reshape(n, self.out_channels, oh, ow)
+
+    def _fill_grads(self, grad_output: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Set ``grads`` from ``dL/dy``; returns ``G`` ``(n, O, OH*OW)`` and the padded input's shape."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        cols, padded_shape = self._cache
+        n = padded_shape[0]
+        oh, ow = self._out_hw(padded_shape)
+        expected = (n, self.out_channels, oh, ow)
+        if grad_output.shape != expected:
+            raise ValueError(
+                f"{self.name}: grad_output must have shape {expected}, got {grad_output.shape}"
+            )
+        g = grad_output.reshape(n, self.out_channels, oh * ow)
+        # dL/dW = sum_b G[b] @ cols[b].T (batched products, then the sum over the batch)
+        np.sum(g @ cols.transpose(0, 2, 1), axis=0,
+               out=self.grads["weight"].reshape(self.out_channels, -1))
+        if self.use_bias:
+            np.sum(g, axis=(0, 2), out=self.grads["bias"])  # dL/dbias
+        return g, padded_shape
+
+    def _out_hw(self, padded_shape: tuple[int, ...]) -> tuple[int, int]:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return conv_output_size(padded_shape[2], kh, sh), conv_output_size(padded_shape[3], kw, sw)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """``dL/dx`` ``(n, C, H, W)`` from ``dL/dy`` ``(n, O, OH, OW)``; fills ``grads``."""
+        g, padded_shape = self._fill_grads(grad_output)
+        n, c = padded_shape[:2]
+        oh, ow = self._out_hw(padded_shape)
+        weight = self.params["weight"].reshape(self.out_channels, -1)
+        grad_cols = weight.T @ g  # dL/dcols[b] = W.T @ G[b]: (n, C*kh*kw, OH*OW)
+        # back to one gradient per window element, (n, C, OH, OW, kh, kw), then onto the pixels
+        grad_windows = grad_cols.reshape(n, c, *self.kernel_size, oh, ow).transpose(0, 1, 4, 5, 2, 3)
+        grad = scatter_windows(grad_windows, padded_shape, self.stride)
+        ph, pw = self.padding
+        return grad[:, :, ph : padded_shape[2] - ph, pw : padded_shape[3] - pw]
+
+    def backward_params(self, grad_output: np.ndarray) -> None:
+        # The first layer's dL/dx is never used: skip the product and the scatter.
+        if type(self).backward is not Conv2D.backward:
+            self.backward(grad_output)
+        else:
+            self._fill_grads(grad_output)
+
+    # -- config ------------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "bias": self.use_bias,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Conv2D:
+        # Loading fills the weights from the file: drawing random ones first is wasted work.
+        return cls(**config, init=zeros)
+
+    def __repr__(self) -> str:
+        kh, kw = self.kernel_size
+        parts = [str(self.in_channels), str(self.out_channels),
+                 f"kernel_size={kh if kh == kw else self.kernel_size}"]
+        for name, value, default in (("stride", self.stride, 1), ("padding", self.padding, 0)):
+            if value != (default, default):
+                parts.append(f"{name}={value[0] if value[0] == value[1] else value}")
+        if not self.use_bias:
+            parts.append("bias=False")
+        return f"Conv2D({', '.join(parts)})"
