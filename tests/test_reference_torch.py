@@ -129,3 +129,108 @@ def test_saved_file_loads_into_torch_sequential(tmp_path):
     with torch.no_grad():
         expected = model.float()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(net.predict(x), expected, rtol=1e-6, atol=1e-6)
+
+
+# -- weighted losses (issue 9 §1): chainrule's conventions against PyTorch's ----------------
+
+
+def _loss_and_grad(loss, z, y, **weights):
+    value = loss.forward(z, y, **weights)
+    return value, loss.backward()
+
+
+def _torch_loss_and_grad(fn, z):
+    zt = torch.tensor(z, requires_grad=True)
+    value = fn(zt)
+    value.backward()
+    return value.item(), zt.grad.numpy()
+
+
+def test_cross_entropy_class_weight_is_torch_weight_argument():
+    rng = np.random.default_rng(0)
+    z, labels = rng.normal(size=(7, 4)), rng.integers(0, 4, 7)
+    weight = np.array([0.5, 2.0, 1.0, 3.0])
+    ours = _loss_and_grad(cr.CrossEntropy(), z, labels, class_weight=weight)
+    theirs = _torch_loss_and_grad(
+        lambda t: nn.functional.cross_entropy(t, torch.tensor(labels), weight=torch.tensor(weight)), z)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)
+    # a dict gives the same (classes left out weigh 1)
+    as_dict = cr.CrossEntropy().forward(z, labels, class_weight={0: 0.5, 1: 2.0, 3: 3.0})
+    assert as_dict == pytest.approx(theirs[0], rel=1e-12)
+
+
+def test_cross_entropy_sample_weight_is_the_mean_of_weighted_per_sample_losses():
+    rng = np.random.default_rng(1)
+    z, labels = rng.normal(size=(6, 3)), rng.integers(0, 3, 6)
+    w = rng.uniform(0, 2, 6)
+    ours = _loss_and_grad(cr.CrossEntropy(), z, labels, sample_weight=w)
+    theirs = _torch_loss_and_grad(lambda t: (torch.tensor(w) * nn.functional.cross_entropy(
+        t, torch.tensor(labels), reduction="none")).mean(), z)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)
+    # one-hot rows give the same as labels
+    one_hot = np.eye(3)[labels]
+    assert cr.CrossEntropy().forward(z, one_hot, sample_weight=w) == pytest.approx(ours[0], rel=1e-12)
+
+
+def test_both_weights_together_match_torch():
+    rng = np.random.default_rng(2)
+    z, labels = rng.normal(size=(5, 3)), np.array([0, 1, 2, 2, 1])
+    w, c = rng.uniform(0.1, 2, 5), np.array([1.0, 3.0, 0.5])
+    ours = _loss_and_grad(cr.CrossEntropy(), z, labels, sample_weight=w, class_weight=c)
+
+    def torch_fn(t):
+        per = nn.functional.cross_entropy(t, torch.tensor(labels), weight=torch.tensor(c),
+                                          reduction="none")  # c[y_i] * l_i
+        return (torch.tensor(w) * per).sum() / torch.tensor(c)[labels].sum()
+
+    theirs = _torch_loss_and_grad(torch_fn, z)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)
+
+
+def test_binary_cross_entropy_weights_match_torch():
+    rng = np.random.default_rng(3)
+    z, y = rng.normal(size=(6, 3)), rng.integers(0, 2, (6, 3)).astype(float)
+    w = rng.uniform(0, 2, 6)
+    ours = _loss_and_grad(cr.BinaryCrossEntropy(), z, y, sample_weight=w)
+    theirs = _torch_loss_and_grad(lambda t: (torch.tensor(w)[:, None] * nn.functional
+                                             .binary_cross_entropy_with_logits(
+                                                 t, torch.tensor(y), reduction="none")).mean(), z)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)
+    # one output, class weights {0: 1, 1: 4}: a weighted mean, like torch's weight= for classes
+    z1, y1 = rng.normal(size=(8, 1)), np.array([0, 1, 1, 0, 0, 0, 1, 0])
+    ours = _loss_and_grad(cr.BinaryCrossEntropy(), z1, y1, class_weight={0: 1.0, 1: 4.0})
+    c = torch.tensor(np.where(y1 == 1, 4.0, 1.0))[:, None]
+    theirs = _torch_loss_and_grad(lambda t: (c * nn.functional.binary_cross_entropy_with_logits(
+        t, torch.tensor(y1[:, None], dtype=torch.float64), reduction="none")).sum() / c.sum(), z1)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)
+
+
+def test_squared_errors_with_sample_weight_match_torch():
+    rng = np.random.default_rng(4)
+    z, y, w = rng.normal(size=(5, 2)), rng.normal(size=(5, 2)), rng.uniform(0, 2, 5)
+    ours = _loss_and_grad(cr.MeanSquaredError(), z, y, sample_weight=w)
+    theirs = _torch_loss_and_grad(lambda t: (torch.tensor(w)[:, None] * nn.functional.mse_loss(
+        t, torch.tensor(y), reduction="none")).mean(), z)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)
+    ours = _loss_and_grad(cr.SquaredError(), z, y, sample_weight=w)
+    theirs = _torch_loss_and_grad(lambda t: (torch.tensor(w) * ((t - torch.tensor(y)) ** 2)
+                                             .sum(dim=1)).mean(), z)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)
+
+
+def test_smoothed_probability_rows_match_torch():
+    # rows that sum to 1 but are not one-hot: value and gradient as torch's probability targets
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(4, 3))
+    y = np.full((4, 3), 0.05) + 0.85 * np.eye(3)[[0, 2, 1, 1]]
+    ours = _loss_and_grad(cr.CrossEntropy(), z, y)
+    theirs = _torch_loss_and_grad(lambda t: nn.functional.cross_entropy(t, torch.tensor(y)), z)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-15)

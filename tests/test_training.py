@@ -168,3 +168,68 @@ def test_a_callback_can_add_metrics_to_the_history(capsys):
     history = classifier().fit(x, y, epochs=2, callbacks=[Norm()], verbose=2)
     assert len(history["weight_norm"]) == 2 and history["weight_norm"][0] > 0
     assert "weight_norm" in capsys.readouterr().out  # the progress display runs last
+
+
+# -- issue 9 §1: weights, empty sets ---------------------------------------------------------
+
+
+def test_fit_on_an_empty_training_set_is_refused():
+    net = classifier()
+    with pytest.raises(ValueError, match="training set is empty"):
+        net.fit(np.zeros((0, 2), np.float32), np.zeros(0, int), verbose=0)
+    x, y = blobs(20)
+    with pytest.raises(ValueError, match="validation set is empty"):
+        net.fit(x, y, verbose=0, validation_data=(np.zeros((0, 2)), np.zeros(0, int)))
+
+
+def test_fit_with_weights_takes_the_steps_train_step_takes():
+    # fit with weights = the same batches through train_step with the same weights
+    x, y = blobs(40)
+    w = np.random.default_rng(3).uniform(0.5, 2, 40)
+    a, b = classifier(), classifier()
+    history = a.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0,
+                    sample_weight=w, class_weight="balanced")
+    c = cr.CrossEntropy().class_weights("balanced", y, 3)  # over the whole training set
+    losses = [b.train_step(x[i:i + 16], y[i:i + 16], sample_weight=w[i:i + 16], class_weight=c)
+              for i in range(0, 40, 16)]
+    for name, value in a.parameters().items():
+        np.testing.assert_array_equal(value, b.parameters()[name])
+    assert history["loss"][0] == pytest.approx(np.dot(losses, [16, 16, 8]) / 40, rel=1e-6)
+
+
+def test_class_weight_moves_the_decision_towards_the_weighted_class():
+    # 90 samples of class 0, 10 of class 1, overlapping: balanced weights raise recall of class 1
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(90, int), np.ones(10, int)]
+    x = (rng.normal(size=(100, 2)) + y[:, None] * 1.0).astype(np.float32)
+
+    def recall(**kwargs):
+        net = cr.Network.from_sizes([2, 2], loss="cross_entropy", optimizer=cr.Adam(lr=0.05), seed=0)
+        net.fit(x, y, epochs=30, batch_size=100, verbose=0, seed=0, **kwargs)
+        return float(np.mean(net.predict(x[y == 1]).argmax(1) == 1))
+
+    assert recall(class_weight="balanced") > recall() + 0.3
+
+
+def test_sample_weight_zero_is_like_leaving_the_sample_out():
+    x, y = blobs(30)
+    w = np.ones(30)
+    w[::3] = 0.0
+    a, b = classifier(), classifier()
+    # full batch: mean over all 30 with a third weighted 0 = 20/30 of the mean over the 20 kept
+    la = a.train_step(x, y, sample_weight=w)
+    lb = b.train_step(x[w > 0], y[w > 0])
+    assert la == pytest.approx(lb * 20 / 30, rel=1e-6)
+    evaluated = classifier().evaluate(x, y, sample_weight=w)
+    kept = classifier().evaluate(x[w > 0], y[w > 0])
+    assert evaluated["accuracy"] == pytest.approx(kept["accuracy"])
+    with pytest.raises(ValueError, match="every sample_weight is 0"):
+        classifier().fit(x, y, sample_weight=np.zeros(30), verbose=0)
+
+
+def test_validation_data_may_carry_sample_weights():
+    x, y = blobs(30)
+    w = np.r_[np.ones(15), np.zeros(15)]
+    net = classifier()
+    history = net.fit(x, y, verbose=0, validation_data=(x, y, w))
+    assert history["val_loss"][0] == pytest.approx(net.evaluate(x[:15], y[:15])["loss"] / 2, rel=1e-6)

@@ -93,6 +93,8 @@ def check_gradients(
     atol: float = 1e-9,
     max_checks: int | None = None,
     seed: int = 0,
+    sample_weight: Any = None,
+    class_weight: Any = None,
 ) -> GradientReport:
     """Compare ``network.backward`` with central differences, tensor by tensor.
 
@@ -110,6 +112,8 @@ def check_gradients(
         element by default; large layers take two forward passes per element).
     seed : int
         Chooses the elements when ``max_checks`` is set.
+    sample_weight, class_weight :
+        Weight the loss as ``fit`` does (see ``chainrule.losses``).
 
     Returns
     -------
@@ -121,6 +125,9 @@ def check_gradients(
     # random generators) is left exactly as it was.
     network = copy.deepcopy(network).astype(np.float64)
     x = np.array(x, dtype=np.float64)
+    # The same target validation as fit and evaluate; a mistake is reported, not checked.
+    y = network.loss.check_targets(network.predict(x).shape, y)
+    weights = {"sample_weight": sample_weight, "class_weight": class_weight}
     # Randomness inside the forward pass (dropout masks) must repeat exactly.
     rngs = [layer.rng for layer in network.layers if isinstance(getattr(layer, "rng", None),
                                                                  np.random.Generator)]
@@ -129,7 +136,7 @@ def check_gradients(
     def loss_at() -> float:
         for rng, state in zip(rngs, states):
             rng.bit_generator.state = state
-        return network.loss.forward(network.forward(x), y)
+        return network.loss.forward(network.forward(x), y, **weights)
 
     loss_at()
     grad_input = network.backward()

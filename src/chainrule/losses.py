@@ -2,15 +2,34 @@
 
 Interface::
 
-    value = loss.forward(pred, target)   # float, caches what backward needs
-    grad = loss.backward()               # dL/dpred, same shape as pred
+    y = loss.check_targets(pred.shape, target)   # the one target validation
+    value = loss.forward(pred, target)           # float, caches what backward needs
+    grad = loss.backward()                       # dL/dpred, same shape as pred
 
-``pred`` is one sample ``(k,)`` or a batch ``(n, k)``; losses are averaged over
-the batch, so the gradient carries a ``1 / n``.
+``pred`` is one sample ``(k,)`` or a batch ``(n, k)``. Every loss is a mean
+over the batch of a per-sample loss ``l_i``, so the gradient carries a
+``1 / n``. ``check_targets`` accepts exactly the targets for which
+``backward`` is the true gradient of ``forward``; ``fit``, ``evaluate``,
+``train_step`` and ``check_gradients`` all go through it (``forward`` calls it).
+
+Weights (``forward(..., sample_weight=s, class_weight=c)``), with ``c_i`` the
+class weight of sample ``i``'s target::
+
+    no weights:       L = sum_i l_i / n
+    sample_weight:    L = sum_i s_i l_i / n                  (Keras; PyTorch's
+                      ``(s * F.cross_entropy(z, y, reduction="none")).mean()``)
+    class_weight:     L = sum_i s_i c_i l_i / sum_i c_i      (PyTorch's
+                      ``F.cross_entropy(z, y, weight=c)``, a weighted mean)
+
+So sample weights scale each sample's share of the usual mean, and class
+weights make a weighted mean (scaling every class weight by 2 changes
+nothing). ``class_weight="balanced"`` gives class ``j`` the weight
+``n / (n_classes * count_j)``, scikit-learn's ``compute_class_weight``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,30 +43,114 @@ __all__ = [
     "CrossEntropy",
     "BinaryCrossEntropy",
     "get_loss",
+    "balanced_class_weight",
 ]
+
+#: How far a probability row's sum may stray from 1 (float32 rounding of ten 0.1s is ~1e-7).
+_ROW_SUM_TOLERANCE = 1e-4
 
 
 class Loss:
-    """Base class for losses."""
+    """Base class: subclasses define ``check_targets`` and ``_per_sample``; the reduction is here."""
 
-    #: Whether ``accuracy`` makes sense for this loss.
+    #: Whether ``accuracy`` (and class weights) make sense for this loss.
     classification: bool = False
 
-    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
+    # -- targets ---------------------------------------------------------------
+
+    def check_targets(
+        self, outputs_shape: tuple[int, ...], target: Any, dtype: Any = np.float64
+    ) -> np.ndarray:
+        """Validate ``target`` for outputs shaped ``outputs_shape``; return it normalised.
+
+        ``outputs_shape`` is ``(n, k)`` for a batch or ``(k,)`` for one sample.
+        Regression losses return float targets of that shape (targets shaped
+        ``(n,)`` are accepted for ``(n, 1)`` outputs). Raises ``ValueError``
+        saying what is wrong and what to use instead.
+        """
         raise NotImplementedError
+
+    def class_weights(self, class_weight: Any, target: np.ndarray, n_outputs: int) -> np.ndarray:
+        """``class_weight`` (a dict ``{class: weight}``, a sequence, or ``"balanced"``) as an array.
+
+        ``target`` are normalised targets (``check_targets``), used for
+        ``"balanced"``. Classes missing from a dict weigh 1, as in scikit-learn.
+        """
+        raise ValueError(
+            f"class_weight needs a classification loss (CrossEntropy or BinaryCrossEntropy), "
+            f"not {self!r}; use sample_weight to weight samples"
+        )
+
+    def _class_weight_per_sample(self, weights: np.ndarray, target: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- the math ------------------------------------------------------------------
+
+    def _per_sample(self, z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(l, g)`` for a batch ``z`` (n, k): per-sample losses (n,) and ``dl_i/dz_i`` (n, k)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        pred: np.ndarray,
+        target: Any,
+        *,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        cache: bool = True,
+    ) -> float:
+        """The loss of ``pred`` against ``target`` (weighted as in the module docstring).
+
+        With ``cache=False`` nothing is stored (``evaluate`` uses it: thread-safe).
+        """
+        pred = np.asarray(pred)
+        if pred.ndim not in (1, 2):
+            raise ValueError(f"predictions must be shaped (k,) or (n, k), got shape {pred.shape}")
+        target = self.check_targets(pred.shape, target, pred.dtype)
+        z = pred if pred.ndim == 2 else pred[None, :]
+        n = z.shape[0]
+        losses, grad = self._per_sample(z, _batch_form(target, z))
+        weight, denominator = self._weights(pred.shape, target, sample_weight, class_weight)
+        if weight is None:
+            value = float(np.sum(losses, dtype=np.float64)) / n
+            scale: Any = 1.0 / n
+        elif denominator == 0:  # every sample weighs 0: nothing to learn from this batch
+            value, scale = 0.0, np.zeros((n, 1), dtype=z.dtype)
+        else:
+            value = float(np.dot(weight, losses.astype(np.float64))) / denominator
+            scale = (weight / denominator).astype(z.dtype)[:, None]
+        if cache:
+            self._cache = (grad, scale, pred.shape)
+        return value
 
     def backward(self) -> np.ndarray:
-        raise NotImplementedError
+        """``dL/dpred`` for the last ``forward``, shaped like ``pred``."""
+        grad, scale, shape = self._cached()
+        return (grad * scale).reshape(shape)
 
-    def __call__(self, pred: np.ndarray, target: Any) -> float:
-        return self.forward(pred, target)
+    def _weights(
+        self, shape: tuple[int, ...], target: np.ndarray, sample_weight: Any, class_weight: Any
+    ) -> tuple[np.ndarray | None, float]:
+        n = shape[0] if len(shape) == 2 else 1
+        if sample_weight is None and class_weight is None:
+            return None, float(n)
+        weight = np.ones(n)
+        denominator = float(n)
+        if sample_weight is not None:
+            weight = check_sample_weight(sample_weight, n)
+        if class_weight is not None:
+            per_class = self.class_weights(class_weight, target, shape[-1])
+            c = self._class_weight_per_sample(per_class, _batch_form(target, np.empty((n, shape[-1]))))
+            weight = weight * c
+            denominator = float(np.sum(c))
+        return weight, denominator
 
-    def accuracy(self, pred: np.ndarray, target: Any) -> float | None:
-        """Share of samples predicted right, or ``None`` for regression losses."""
+    def __call__(self, pred: np.ndarray, target: Any, **kwargs: Any) -> float:
+        return self.forward(pred, target, **kwargs)
+
+    def accuracy(self, pred: np.ndarray, target: Any, sample_weight: Any = None) -> float | None:
+        """Share of samples predicted right (weighted by ``sample_weight``), or ``None`` for regression."""
         return None
-
-    def check_target(self, target: Any, n_outputs: int) -> None:
-        """Raise ``ValueError`` if ``target`` cannot be a target for ``n_outputs`` outputs."""
 
     def get_config(self) -> dict[str, Any]:
         return {"type": type(self).__name__}
@@ -61,148 +164,268 @@ class Loss:
         return self._cache
 
 
-def _as_target_like(pred: np.ndarray, target: Any) -> np.ndarray:
-    """``target`` as an array of ``pred``'s dtype and shape ((n,) and (n, 1) both fit (n, 1))."""
-    target = np.asarray(target, dtype=pred.dtype)
-    if target.shape == pred.shape:
+def _batch_form(target: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Normalised targets for the batch ``z`` (n, k): float rows (n, k), or integer labels (n,)."""
+    return target.reshape(z.shape) if target.dtype.kind == "f" else target.reshape(-1)
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """``sample_weight`` as a float64 array (n,): finite, non-negative, one per sample."""
+    w = np.asarray(sample_weight)
+    if not (np.issubdtype(w.dtype, np.number) or w.dtype == np.bool_):
+        raise ValueError(f"sample_weight must be numbers, got dtype {w.dtype}")
+    w = w.astype(np.float64)
+    if w.shape != (n,) and not (n == 1 and w.ndim == 0):
+        raise ValueError(f"sample_weight must hold one weight per sample, shape ({n},); got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and >= 0")
+    return w.reshape(n)
+
+
+def balanced_class_weight(counts: np.ndarray) -> np.ndarray:
+    """``n / (n_classes * count_j)`` for each class with samples (1 for absent ones).
+
+    ``counts`` holds how many samples each class has (soft targets count
+    fractionally). This is scikit-learn's ``compute_class_weight("balanced",
+    classes=np.unique(y), y=y)``, where ``n_classes`` counts the classes present.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.ones_like(counts)
+    weights[present] = counts.sum() / (np.count_nonzero(present) * counts[present])
+    return weights
+
+
+def _class_weight_array(class_weight: Any, n_classes: int, counts: Any) -> np.ndarray:
+    """A dict / sequence / ``"balanced"`` as an array of ``n_classes`` weights, validated."""
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict, a sequence or 'balanced', got {class_weight!r}")
+        return balanced_class_weight(counts())
+    if isinstance(class_weight, Mapping):
+        weights = np.ones(n_classes)
+        for key, value in class_weight.items():
+            if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)) \
+                    or not 0 <= key < n_classes:
+                raise ValueError(
+                    f"class_weight has a key {key!r}; classes are the integers 0..{n_classes - 1}"
+                )
+            weights[int(key)] = float(value)
+    else:
+        weights = np.asarray(class_weight, dtype=np.float64)
+        if weights.shape != (n_classes,):
+            raise ValueError(
+                f"class_weight must give one weight per class ({n_classes}), got shape {weights.shape}"
+            )
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("class weights must be finite and >= 0")
+    return weights
+
+
+def _numeric(target: Any) -> np.ndarray:
+    target = np.asarray(target)
+    if target.dtype == np.bool_ or np.issubdtype(target.dtype, np.number):
         return target
-    # The only reshapes allowed: (n,) for (n, 1) outputs, and a scalar for one output.
-    column = pred.ndim == 2 and pred.shape[1] == 1 and target.shape == pred.shape[:1]
-    scalar = pred.shape == (1,) and target.ndim == 0
-    if not (column or scalar):
-        raise ValueError(f"target shape {target.shape} does not match prediction shape {pred.shape}")
-    return target.reshape(pred.shape)
+    try:
+        return target.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"targets must be numbers, got dtype {target.dtype}") from None
 
 
-def _batch_size(pred: np.ndarray) -> int:
-    return pred.shape[0] if pred.ndim == 2 else 1
+def _check_finite(target: np.ndarray) -> None:
+    if np.issubdtype(target.dtype, np.floating) and not np.all(np.isfinite(target)):
+        i = int(np.flatnonzero(~np.isfinite(target.reshape(-1)))[0])
+        raise ValueError(f"targets contain NaN or infinite values (first at flat index {i})")
 
 
-class SquaredError(Loss):
+def _integer_valued(target: np.ndarray) -> bool:
+    if target.dtype == np.bool_ or np.issubdtype(target.dtype, np.integer):
+        return True
+    return bool(np.all(target == np.round(target)))
+
+
+def _like_outputs(loss: Loss, shape: tuple[int, ...], target: Any, dtype: Any) -> np.ndarray:
+    """Targets for a per-output loss: one value per output (``(n,)`` fits ``(n, 1)``)."""
+    target = _numeric(target)
+    _check_finite(target)
+    if target.shape != shape:
+        # The only reshapes allowed: (n,) for (n, 1) outputs, and a scalar for one output.
+        column = len(shape) == 2 and shape[1] == 1 and target.shape == shape[:1]
+        scalar = shape == (1,) and target.ndim == 0
+        if not (column or scalar):
+            n_rows = shape[0] if len(shape) == 2 else 1
+            if len(shape) == 2 and target.ndim >= 1 and target.shape[0] != n_rows and (
+                    target.shape[1:] == shape[1:] or target.ndim == 1 and shape[1] == 1):
+                raise ValueError(f"got {target.shape[0]} targets for {n_rows} samples")
+            hint = ""
+            if len(shape) == 2 and target.shape == shape[:1] and _integer_valued(target):
+                hint = loss._label_hint(shape[1])
+            raise ValueError(
+                f"target shape {target.shape} does not match prediction shape {shape}{hint}"
+            )
+        target = target.reshape(shape)
+    return target.astype(dtype, copy=False)
+
+
+class _Regression(Loss):
+    """Targets: one real value per output."""
+
+    def check_targets(self, outputs_shape, target, dtype=np.float64):
+        return _like_outputs(self, tuple(outputs_shape), target, dtype)
+
+    def _label_hint(self, k: int) -> str:
+        return (
+            f": these look like class labels, one per sample, but {self!r} needs a row of {k} "
+            f"values per sample. For a classifier use loss=\"cross_entropy\" (labels as they "
+            f"are, logits out), or give one-hot rows"
+        )
+
+
+class SquaredError(_Regression):
     """The tutorials' error: ``sum((pred - target)**2)`` over outputs, mean over the batch.
 
-    For one sample this is exactly ``sum((pred - y)**2)``.
-    Gradient: ``2 * (pred - target) / n``.
+    Per sample ``l_i = sum_j (pred_ij - target_ij)**2``; for one sample this is
+    exactly ``sum((pred - y)**2)``. Gradient: ``2 * (pred - target) / n``.
     """
 
-    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
-        diff = pred - _as_target_like(pred, target)
-        n = _batch_size(pred)
-        if cache:
-            self._cache = (diff, n)
-        return float(np.vdot(diff, diff)) / n
-
-    def backward(self) -> np.ndarray:
-        diff, n = self._cached()
-        return diff * (2.0 / n)
+    def _per_sample(self, z, target):
+        diff = z - target
+        return np.einsum("ij,ij->i", diff, diff), diff * 2.0
 
 
-class MeanSquaredError(Loss):
+class MeanSquaredError(_Regression):
     """``mean((pred - target)**2)`` over every element (PyTorch's ``MSELoss``).
 
+    Per sample ``l_i = mean_j (pred_ij - target_ij)**2``.
     Gradient: ``2 * (pred - target) / pred.size``.
     """
 
-    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
-        diff = pred - _as_target_like(pred, target)
-        if cache:
-            self._cache = (diff,)
-        return float(np.vdot(diff, diff)) / diff.size
-
-    def backward(self) -> np.ndarray:
-        (diff,) = self._cached()
-        return diff * (2.0 / diff.size)
+    def _per_sample(self, z, target):
+        k = z.shape[1]
+        diff = z - target
+        return np.einsum("ij,ij->i", diff, diff) / k, diff * (2.0 / k)
 
 
 class CrossEntropy(Loss):
-    """Softmax cross-entropy from logits, averaged over the batch.
+    """Softmax cross-entropy from logits, averaged over the batch (``torch.nn.CrossEntropyLoss``).
 
-    ``target`` is either integer class labels, shaped ``(n,)`` (a plain int for
-    one sample), or one row of class probabilities per sample (one-hot),
-    shaped like the logits.
+    ``target`` is either integer (or bool) class labels in ``0..k-1``, shaped
+    ``(n,)`` (a plain int for one sample), or one row of class probabilities
+    per sample (one-hot, or smoothed), shaped like the logits. Rows must be
+    non-negative and sum to 1: a multi-hot row (several labels per sample)
+    needs ``BinaryCrossEntropy``, and weighting belongs in ``class_weight`` /
+    ``sample_weight``, so such rows are refused rather than silently mistrained.
 
     Notes
     -----
-    With ``p = softmax(z)`` and ``L = -sum(y * log p)``, the softmax Jacobian
-    and the log's ``1 / p`` cancel, leaving the fused gradient::
+    With ``p = softmax(z)`` and ``l = -sum(y * log p)``, the softmax Jacobian
+    and the log's ``1 / p`` cancel, leaving::
 
-        dL/dz = (p - y) / n
+        dl/dz = p * sum(y) - y  =  p - y     (rows summing to 1)
 
-    ``log p`` is computed as ``z - max(z) - log(sum(exp(z - max(z))))``, so
-    logits in the thousands neither overflow nor give ``log(0)``.
+    and the mean over the batch divides by ``n``. ``log p`` is computed as
+    ``z - max(z) - log(sum(exp(z - max(z))))``, so logits in the thousands
+    neither overflow nor give ``log(0)``.
     """
 
     classification = True
 
-    def check_target(self, target: Any, n_outputs: int) -> None:
-        target = np.asarray(target)
-        if target.ndim >= 1 and target.shape[-1] == n_outputs and target.ndim == 2:
-            return
-        _labels(target, n_outputs)
+    def check_targets(self, outputs_shape, target, dtype=np.float64):
+        shape = tuple(outputs_shape)
+        k = shape[-1]
+        if k < 2:
+            raise ValueError(_ONE_OUTPUT)
+        target = _numeric(target)
+        _check_finite(target)
+        if target.shape == shape:  # one row of class probabilities per sample
+            return _probability_rows(target, dtype)
+        return _check_labels(target, k, shape[0] if len(shape) == 2 else 1)
 
-    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
-        z = pred if pred.ndim == 2 else pred[None, :]
-        n, k = z.shape
+    def _per_sample(self, z, target):
+        n = z.shape[0]
         shifted = z - z.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         sum_exp = exp.sum(axis=1, keepdims=True)
         log_sum = np.log(sum_exp)
-        target = np.asarray(target)
-        if _one_hot(target, pred):
-            y = target.reshape(n, k).astype(z.dtype, copy=False)
-            loss = -float(np.vdot(y, shifted - log_sum)) / n
-            labels = None
-        else:
-            labels = _labels(target, k).reshape(-1)
-            if labels.shape[0] != n:
-                raise ValueError(f"got {labels.shape[0]} labels for {n} samples")
-            rows = np.arange(n)
-            loss = float(np.sum(log_sum[:, 0] - shifted[rows, labels])) / n
-            y = None
         exp /= sum_exp  # exp now holds p = softmax(z)
-        if cache:
-            self._cache = (exp, y, labels, pred.shape)
-        return loss
-
-    def backward(self) -> np.ndarray:
-        p, y, labels, shape = self._cached()
-        n = p.shape[0]
-        grad = p.copy() if y is None else p - y
-        if y is None:
-            grad[np.arange(n), labels] -= 1.0
-        grad *= 1.0 / n
-        return grad.reshape(shape)
-
-    def accuracy(self, pred: np.ndarray, target: Any) -> float:
-        z = pred if pred.ndim == 2 else pred[None, :]
-        target = np.asarray(target)
-        if _one_hot(target, pred):
-            labels = target.reshape(z.shape).argmax(axis=1)
+        if target.ndim == 2:
+            losses = -np.einsum("ij,ij->i", target, shifted - log_sum)
+            grad = exp * target.sum(axis=1, keepdims=True) - target
         else:
-            labels = _labels(target, z.shape[1]).reshape(-1)
-        return float(np.mean(z.argmax(axis=1) == labels))
+            rows = np.arange(n)
+            losses = log_sum[:, 0] - shifted[rows, target]
+            grad = exp
+            grad[rows, target] -= 1.0
+        return losses, grad
+
+    def class_weights(self, class_weight, target, n_outputs):
+        def counts():
+            if target.dtype.kind == "f":  # probability rows
+                return target.reshape(-1, n_outputs).sum(axis=0)
+            return np.bincount(target.reshape(-1), minlength=n_outputs)
+
+        return _class_weight_array(class_weight, n_outputs, counts)
+
+    def _class_weight_per_sample(self, weights, target):
+        if target.ndim == 2:
+            return target @ weights  # a soft row weighs its expected class weight
+        return weights[target]
+
+    def accuracy(self, pred, target, sample_weight=None):
+        pred = np.asarray(pred)
+        z = pred if pred.ndim == 2 else pred[None, :]
+        target = self.check_targets(pred.shape, target)
+        labels = target.reshape(z.shape).argmax(axis=1) if target.dtype.kind == "f" \
+            else target.reshape(-1)
+        return _weighted_mean(z.argmax(axis=1) == labels, sample_weight)
 
 
-def _one_hot(target: np.ndarray, pred: np.ndarray) -> bool:
-    """Whether ``target`` holds a row of class probabilities per sample (any dtype), not labels."""
-    return target.shape == pred.shape and pred.shape[-1] > 1
+_ONE_OUTPUT = (
+    "CrossEntropy needs one output (logit) per class, at least 2; the network has 1 output. "
+    "For a yes/no answer from one output use BinaryCrossEntropy (loss=\"binary_cross_entropy\"), "
+    "or give the network 2 outputs"
+)
 
 
-def _labels(target: np.ndarray, n_classes: int) -> np.ndarray:
-    """Validate integer class labels in ``[0, n_classes)``; return them as intp."""
-    target = np.asarray(target)
+def _weighted_mean(right: np.ndarray, sample_weight: Any) -> float:
+    if sample_weight is None:
+        return float(np.mean(right))
+    w = check_sample_weight(sample_weight, len(right))
+    return float(np.dot(w, right) / w.sum()) if w.sum() > 0 else float("nan")
+
+
+def _probability_rows(target: np.ndarray, dtype: Any) -> np.ndarray:
+    """Rows of class probabilities: non-negative, each summing to 1 (within rounding)."""
+    rows = target.reshape(-1, target.shape[-1])
+    bad = np.any(rows < 0, axis=1) | (np.abs(rows.sum(axis=1, dtype=np.float64) - 1.0)
+                                      > _ROW_SUM_TOLERANCE)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"CrossEntropy target rows must be class probabilities (one-hot): non-negative, "
+            f"summing to 1; row {i} is {rows[i].tolist()} (sum {float(rows[i].sum()):g}). "
+            f"For several labels per sample (multi-label) use BinaryCrossEntropy "
+            f"(loss=\"binary_cross_entropy\"); to weight classes or samples use "
+            f"class_weight= or sample_weight= in fit and evaluate"
+        )
+    return target.astype(dtype, copy=False)
+
+
+def _check_labels(target: np.ndarray, n_classes: int, n: int) -> np.ndarray:
+    """Validate ``n`` integer class labels in ``[0, n_classes)``; return them as intp."""
     if target.ndim > 1:
         raise ValueError(
-            f"class labels must be shaped (n,), or one-hot rows shaped (n, {n_classes}); "
+            f"class labels must be shaped ({n},), or one-hot rows shaped ({n}, {n_classes}); "
             f"got shape {target.shape}"
         )
+    if (target.shape[0] if target.ndim else 1) != n:
+        raise ValueError(f"got {target.shape[0] if target.ndim else 1} labels for {n} samples")
     if np.issubdtype(target.dtype, np.floating):
-        bad = ~np.isfinite(target) | (target != np.round(target))
-        if bad.any():
-            i = int(np.flatnonzero(bad.reshape(-1))[0])
+        bad = target != np.round(target)
+        if np.any(bad):
+            i = int(np.flatnonzero(np.reshape(bad, -1))[0])
             raise ValueError(f"class label {target.reshape(-1)[i]!r} at index {i} is not an integer")
-    elif not np.issubdtype(target.dtype, np.integer):
-        raise ValueError(f"class labels must be integers, got dtype {target.dtype}")
+    target = target.astype(np.intp) if target.dtype == np.bool_ else target
     bad = (target < 0) | (target >= n_classes)
     if np.any(bad):
         i = int(np.flatnonzero(np.reshape(bad, -1))[0])
@@ -215,39 +438,93 @@ def _labels(target: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 class BinaryCrossEntropy(Loss):
-    """Binary cross-entropy from logits, averaged over every element.
+    """Binary cross-entropy from logits, averaged over every element (``BCEWithLogitsLoss``).
+
+    Targets are one value in ``[0, 1]`` per output (bools and 0/1 integers
+    too): one output for a yes/no answer, several for multi-label.
 
     Notes
     -----
-    ``L = -(y log s + (1 - y) log(1 - s))`` with ``s = sigmoid(z)`` is
+    ``l = -(y log s + (1 - y) log(1 - s))`` with ``s = sigmoid(z)`` is
     rewritten as ``max(z, 0) - z*y + log(1 + exp(-|z|))``, which never takes
-    the log of 0. Its gradient is ``(sigmoid(z) - y) / size``.
+    the log of 0. Per sample, ``l_i`` is the mean over its ``k`` outputs, so
+    the gradient is ``(sigmoid(z) - y) / (n * k)``. ``class_weight`` works for
+    one output (classes 0 and 1): a target ``y`` weighs ``(1 - y) c_0 + y c_1``.
     """
 
     classification = True
 
-    def check_target(self, target: Any, n_outputs: int) -> None:
-        target = np.asarray(target, dtype=np.float64)
-        if np.any((target < 0) | (target > 1)):
-            raise ValueError("BinaryCrossEntropy targets must lie in [0, 1]")
+    def check_targets(self, outputs_shape, target, dtype=np.float64):
+        target = _like_outputs(self, tuple(outputs_shape), target, dtype)
+        outside = (target < 0) | (target > 1)
+        if np.any(outside):
+            value = target.reshape(-1)[int(np.flatnonzero(outside.reshape(-1))[0])]
+            raise ValueError(
+                f"BinaryCrossEntropy targets must lie in [0, 1] (one yes/no per output); got "
+                f"{value.item()!r}. For one class label 0..k-1 per sample use CrossEntropy "
+                f"(loss=\"cross_entropy\") with one output per class"
+            )
+        return target
 
-    def forward(self, pred: np.ndarray, target: Any, *, cache: bool = True) -> float:
-        y = _as_target_like(pred, target)
-        z = pred
-        loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        if cache:
-            self._cache = (z, y)
-        return float(loss.mean())
+    def _label_hint(self, k: int) -> str:
+        return (
+            f": BinaryCrossEntropy needs one target in [0, 1] per output ({k}); for one class "
+            f"label per sample use CrossEntropy (loss=\"cross_entropy\")"
+        )
 
-    def backward(self) -> np.ndarray:
-        z, y = self._cached()
-        grad = sigmoid(z) - y
-        grad *= 1.0 / z.size
-        return grad
+    def _per_sample(self, z, target):
+        k = z.shape[1]
+        elementwise = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
+        grad = sigmoid(z) - target
+        grad *= 1.0 / k
+        return elementwise.mean(axis=1), grad
 
-    def accuracy(self, pred: np.ndarray, target: Any) -> float:
-        y = _as_target_like(pred, target)
-        return float(np.mean((pred > 0) == (y > 0.5)))
+    def class_weights(self, class_weight, target, n_outputs):
+        if n_outputs != 1:
+            raise ValueError(
+                f"class_weight with BinaryCrossEntropy needs one output (classes 0 and 1); this "
+                f"network has {n_outputs} (multi-label): use sample_weight instead"
+            )
+
+        def counts():
+            positive = float(np.sum(target, dtype=np.float64))
+            return np.array([target.size - positive, positive])
+
+        return _class_weight_array(class_weight, 2, counts)
+
+    def _class_weight_per_sample(self, weights, target):
+        y = target.reshape(-1).astype(np.float64)
+        return (1.0 - y) * weights[0] + y * weights[1]
+
+    def accuracy(self, pred, target, sample_weight=None):
+        pred = np.asarray(pred)
+        y = self.check_targets(pred.shape, target, pred.dtype)
+        right = (pred > 0) == (y > 0.5)
+        if sample_weight is None:
+            return float(np.mean(right))
+        per_sample = right.reshape(len(right) if pred.ndim == 2 else 1, -1).mean(axis=1)
+        return _weighted_mean(per_sample, sample_weight)
+
+
+# Older private helpers, still imported by chainrule.kernels.step; each goes
+# through the same validation as Loss.check_targets.
+def _one_hot(target: Any, pred: np.ndarray) -> bool:
+    target = _numeric(target)
+    if target.shape == pred.shape and pred.shape[-1] > 1:
+        _check_finite(target)
+        _probability_rows(target, pred.dtype)  # raises for rows that are not probabilities
+        return True
+    return False
+
+
+def _labels(target: Any, n_classes: int) -> np.ndarray:
+    target = _numeric(target)
+    _check_finite(target)
+    return _check_labels(target, n_classes, target.shape[0] if target.ndim == 1 else 1)
+
+
+def _as_target_like(pred: np.ndarray, target: Any) -> np.ndarray:
+    return _like_outputs(SquaredError(), pred.shape, target, pred.dtype)
 
 
 _BY_NAME: dict[str, type[Loss]] = {

@@ -62,18 +62,18 @@ class Network:
             if any(layer is other for other in self.layers[:i]):
                 raise ValueError(f"layers[{i}] appears twice; each position needs its own layer")
             layer.name = f"layer {i} ({layer!r})"
-        self.loss = get_loss(loss)
-        _check_output_for_loss(self.layers[-1], self.loss)
+        self._check_widths()
+        self.loss = loss
         self.optimizer = optimizer if optimizer is not None else SGD(lr=0.01)
         self.dtype = np.dtype(dtype)
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         for layer in self.layers:
             layer.astype(self.dtype)
+        #: Training mode (dropout active) for ``forward``; ``train()`` / ``eval()`` set it.
         self.training = True
         #: Set by a callback (e.g. EarlyStopping) to end ``fit`` after the current epoch.
         self.stop_training = False
-        self._check_widths()
 
     @classmethod
     def from_sizes(
@@ -115,6 +115,17 @@ class Network:
             if dropout and not last:
                 layers.append(Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63))))
         return cls(layers, loss=loss, optimizer=optimizer, dtype=dtype)
+
+    @property
+    def loss(self) -> Loss:
+        """The loss; setting it checks that the output layer suits it."""
+        return self._loss
+
+    @loss.setter
+    def loss(self, loss: Loss | str) -> None:
+        loss = get_loss(loss)
+        _check_output_for_loss(self.layers[-1], loss, self.out_features)
+        self._loss = loss
 
     @property
     def optimizer(self) -> Optimizer:
@@ -178,14 +189,19 @@ class Network:
             grad = layer.backward(grad)
         return grad[0] if one_image else grad
 
-    def train_step(self, x: np.ndarray, y: Any) -> float:
-        """One optimizer step on ``(x, y)``; returns the loss before the step.
+    def train_step(
+        self, x: np.ndarray, y: Any, sample_weight: Any = None, class_weight: Any = None
+    ) -> float:
+        """One optimizer step on ``(x, y)`` in training mode; returns the loss before the step.
 
-        If the loss is NaN or infinite the step is not applied and
-        ``NonFiniteLossError`` is raised, so the weights stay finite.
+        ``sample_weight`` (n,) and ``class_weight`` weight the loss as
+        described in ``chainrule.losses``. If the loss is NaN or infinite the
+        step is not applied and ``NonFiniteLossError`` is raised, so the
+        weights stay finite.
         """
         with threaded_matmul:  # large products of this step run on two cores
-            loss = self.loss.forward(self.forward(x, training=True), y)
+            loss = self.loss.forward(self.forward(x, training=True), y,
+                                     sample_weight=sample_weight, class_weight=class_weight)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the loss is {loss}; the weights were left as they were"
@@ -225,16 +241,30 @@ class Network:
             x = layer.forward(x, False, cache=False)
         return x
 
-    def evaluate(self, x: np.ndarray, y: Any, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(
+        self,
+        x: np.ndarray,
+        y: Any,
+        batch_size: int | None = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+    ) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` on ``(x, y)`` in inference mode.
 
-        ``accuracy`` is present for classification losses only.
+        The targets are checked as ``fit`` checks them (``Loss.check_targets``).
+        ``sample_weight`` and ``class_weight`` weight the loss as in ``fit``
+        (see ``chainrule.losses``; ``"balanced"`` counts the classes of ``y``);
+        ``accuracy``, present for classification losses only, is weighted by
+        ``sample_weight`` (scikit-learn's ``score``), not by class weights.
+        Writes nothing shared: safe from several threads.
         """
         pred = self.predict(x, batch_size=batch_size)
         if pred.ndim == 2 and len(pred) == 0:
             raise ValueError("cannot evaluate on 0 samples")
-        result = {"loss": self.loss.forward(pred, y, cache=False)}
-        accuracy = self.loss.accuracy(pred, y)
+        y = self.loss.check_targets(pred.shape, y, pred.dtype)
+        result = {"loss": self.loss.forward(pred, y, sample_weight=sample_weight,
+                                            class_weight=class_weight, cache=False)}
+        accuracy = self.loss.accuracy(pred, y, sample_weight=sample_weight)
         if accuracy is not None:
             result["accuracy"] = accuracy
         return result
@@ -463,10 +493,17 @@ class Network:
                 width = layer.output_features(width if width is not None else n_in)
 
 
-def _check_output_for_loss(last: Layer, loss: Loss) -> None:
-    """Refuse a softmax (sigmoid) output in front of a loss that applies it itself."""
+def _check_output_for_loss(last: Layer, loss: Loss, out_features: int | None) -> None:
+    """Refuse an output layer the loss cannot work with.
+
+    A softmax (sigmoid) output in front of a loss that applies it itself, and
+    one output with CrossEntropy (a softmax over one logit is always 1).
+    """
     from .activations import Sigmoid, Softmax
-    from .losses import BinaryCrossEntropy, CrossEntropy
+    from .losses import _ONE_OUTPUT, BinaryCrossEntropy, CrossEntropy
+
+    if isinstance(loss, CrossEntropy) and out_features == 1:
+        raise ValueError(_ONE_OUTPUT)
 
     for loss_type, layer_type, what in ((CrossEntropy, Softmax, "softmax"),
                                         (BinaryCrossEntropy, Sigmoid, "sigmoid")):

@@ -110,6 +110,8 @@ def fit(
     checkpoint: str | PathLike | None = None,
     checkpoint_every: int = 1,
     resume: str | PathLike | None = None,
+    sample_weight: Any = None,
+    class_weight: Any = None,
 ) -> History:
     """Train ``network`` on ``(x, y)`` with minibatch steps.
 
@@ -148,6 +150,17 @@ def fit(
         the same data and arguments. ``seed`` is then ignored. Callbacks start
         afresh (e.g. ``EarlyStopping``'s patience count). It may be the same
         path as ``checkpoint``.
+    sample_weight : array (n,), optional
+        A non-negative weight per training sample (Keras' and scikit-learn's
+        meaning): each batch's loss is ``sum_i w_i l_i / batch size``.
+    class_weight : dict ``{class: weight}``, sequence, or ``"balanced"``, optional
+        Weights per class for classification losses; each batch's loss is the
+        class-weighted mean ``sum_i c_i l_i / sum_i c_i`` (PyTorch's
+        ``cross_entropy(weight=...)``), times ``sample_weight`` when given too.
+        ``"balanced"`` is ``n / (n_classes * count_j)`` over the whole
+        training set, as scikit-learn's ``compute_class_weight``. Validation
+        metrics are not class-weighted (as in Keras); pass
+        ``validation_data=(x, y, sample_weight)`` to weight them.
 
     Returns
     -------
@@ -168,9 +181,25 @@ def fit(
         if not os.path.isdir(folder):  # fail now, not after the first epoch's work
             raise FileNotFoundError(f"no directory {folder} for checkpoint {os.fspath(checkpoint)}")
     x, y = _check_data(network, x, y, "training")
-    if validation_data is not None:
-        x_val, y_val = _check_data(network, *validation_data, "validation")
     n = len(x)
+    if sample_weight is not None:
+        from .losses import check_sample_weight
+
+        sample_weight = check_sample_weight(sample_weight, n)
+        if not sample_weight.any():
+            raise ValueError("every sample_weight is 0: there is nothing to train on")
+    if class_weight is not None:
+        # Resolved once over the whole training set ("balanced" counts every class).
+        class_weight = network.loss.class_weights(class_weight, y, network.out_features)
+    val_weight = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
+        x_val, y_val = _check_data(network, *validation_data[:2], "validation")
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            from .losses import check_sample_weight
+
+            val_weight = check_sample_weight(validation_data[2], len(x_val))
     n_batches = math.ceil(n / batch_size)
     settings = {"batch_size": batch_size, "shuffle": bool(shuffle), "samples": n,
                 "seed": seed if isinstance(seed, int) else None}
@@ -235,7 +264,13 @@ def fit(
             xb = x[rows] if x_epoch is None else x_epoch[start : start + batch_size]
             yb = y[rows]
             try:
-                loss = network.train_step(xb, yb)
+                if sample_weight is None and class_weight is None:
+                    loss = network.train_step(xb, yb)
+                else:
+                    loss = network.train_step(
+                        xb, yb, class_weight=class_weight,
+                        sample_weight=None if sample_weight is None else sample_weight[rows],
+                    )
             except NonFiniteLossError as error:
                 lr = getattr(network.optimizer, "lr", None)
                 raise NonFiniteLossError(
@@ -254,7 +289,8 @@ def fit(
             save(epoch, steps_done, epoch_start_state, (total, seen))
         logs = {"loss": total / seen if seen else float("nan")}
         if validation_data is not None:
-            for key, value in network.evaluate(x_val, y_val, batch_size=4096).items():
+            for key, value in network.evaluate(x_val, y_val, batch_size=4096,
+                                               sample_weight=val_weight).items():
                 logs[f"val_{key}"] = value
         # Callbacks first, so one can add a metric to logs (and so to the history).
         for callback in callbacks:
@@ -296,11 +332,13 @@ def _check_data(network: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np
             raise ValueError(f"{what} inputs must be images shaped (n, C, H, W), got shape {x.shape}")
     elif x.ndim != 2:
         raise ValueError(f"{what} inputs must be shaped (n, features), got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError(f"the {what} set is empty (0 samples)")
     y = np.asarray(y)
-    if len(y) != len(x):
-        raise ValueError(f"{what} data has {len(x)} inputs but {len(y)} targets")
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"{what} data has {len(x)} inputs but {y.size if y.ndim == 0 else len(y)} "
+                         "targets")
     check_finite(x, f"{what} inputs")
-    check_finite(y, f"{what} targets")
     x = network._as_input(x)
     n_in = network.in_features
     if n_in is not None and x.shape[1] != n_in:
@@ -310,7 +348,12 @@ def _check_data(network: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np
         )
     n_out = network.out_features
     if n_out is not None:
-        network.loss.check_target(y, n_out)
+        # The one target validation (shared with evaluate, train_step, check_gradients);
+        # labels come back as integers, target rows in the network's dtype.
+        try:
+            y = network.loss.check_targets((len(x), n_out), y, network.dtype)
+        except ValueError as error:
+            raise ValueError(f"{what} targets: {error}") from None
     return x, y
 
 
