@@ -246,3 +246,51 @@ def test_load_parameters_names_the_bad_tensor():
         net.load_parameters({**params, "9.weight": np.zeros(1)})
     with pytest.raises(ValueError, match=r"tensor '0.weight' has shape \(3, 4\), expected \(4, 3\)"):
         net.load_parameters({**params, "0.weight": np.zeros((3, 4))})
+
+
+# -- issue 9 §4: probabilities of the model's own kind ----------------------------------------
+
+
+def test_predict_proba_uses_the_link_of_the_loss_and_output_layer():
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    ce = cr.Network.from_sizes([3, 5, 4], loss="cross_entropy", seed=0)
+    z = ce.predict(x).astype(np.float64)
+    np.testing.assert_allclose(ce.predict_proba(x), np.exp(z) / np.exp(z).sum(1, keepdims=True),
+                               rtol=1e-6)
+    bce = cr.Network.from_sizes([3, 5, 2], loss="binary_cross_entropy", seed=0)
+    np.testing.assert_allclose(bce.predict_proba(x), 1 / (1 + np.exp(-bce.predict(x))), rtol=1e-6)
+    # the tutorials' style: sigmoid outputs with squared error are probabilities as they are
+    tutorial = cr.Network.from_sizes([3, 5, 4], activation="sigmoid", output_activation="sigmoid",
+                                     seed=0)
+    np.testing.assert_array_equal(tutorial.predict_proba(x), tutorial.predict(x))
+    soft = cr.Network.from_sizes([3, 5, 4], output_activation="softmax", seed=0)
+    np.testing.assert_array_equal(soft.predict_proba(x), soft.predict(x))
+    # a Dropout after the output layer changes nothing in inference, so it hides nothing
+    late = cr.Network([cr.Dense(3, 4, seed=0), cr.Sigmoid(), cr.Dropout(0.5, seed=0)])
+    np.testing.assert_array_equal(late.predict_proba(x), late.predict(x))
+    # one sample keeps predict's shape
+    assert ce.predict_proba(x[0]).shape == (4,) and ce.predict_proba(x[0]).sum() == pytest.approx(1)
+
+
+def test_a_sigmoid_output_of_0_997_is_shown_as_99_7_percent_not_softmaxed():
+    # The issue's case: a tutorial-style model outputs 0.997 for "7"; softmax made it 23.1%.
+    net = cr.Network([cr.Dense(1, 10, bias=True, seed=0), cr.Sigmoid()], dtype="float64")
+    net.layers[0].weight = np.zeros((10, 1))
+    bias = np.full(10, -3.0)
+    bias[7] = np.log(0.997 / 0.003)
+    net.layers[0].bias = bias
+    p = net.predict_proba(np.zeros((1, 1)))[0]
+    assert p[7] == pytest.approx(0.997)
+    from chainrule.recipes import softmax_probabilities
+
+    assert softmax_probabilities(net, np.zeros((1, 1)))[0, 7] == pytest.approx(0.997)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "mse"])
+def test_predict_proba_refuses_a_regression(loss):
+    net = cr.Network.from_sizes([3, 5, 2], loss=loss, seed=0)
+    with pytest.raises(ValueError, match="not probabilities.*regression.*predict()"):
+        net.predict_proba(np.zeros((2, 3)))
+    relu_out = cr.Network.from_sizes([3, 5, 2], output_activation="relu", loss=loss, seed=0)
+    with pytest.raises(ValueError, match="regression"):
+        relu_out.predict_proba(np.zeros((2, 3)))

@@ -236,6 +236,59 @@ class Network:
             [self._infer(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
 
+    def predict_proba(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Probabilities for ``x``, by the link that matches this network's loss and output layer.
+
+        - the last layer (past any ``Dropout``/``Identity``) is ``Softmax`` or
+          ``Sigmoid``: its outputs are probabilities already and are returned
+          as they are (e.g. the tutorials' sigmoid outputs trained with
+          squared error: each output is that class's own probability);
+        - ``CrossEntropy`` on logits: ``softmax`` of the outputs (rows sum to 1);
+        - ``BinaryCrossEntropy`` on logits: ``sigmoid`` of each output.
+
+        Shaped like ``predict(x)``. Raises ``ValueError`` for any other network
+        (squared error without a sigmoid or softmax output is a regression:
+        its outputs are not probabilities; use ``predict``).
+        """
+        from .activations import sigmoid, softmax
+
+        link = self._probability_link()
+        if link is None:
+            raise ValueError(
+                f"this network's outputs are not probabilities: it ends in "
+                f"{self._output_layer()!r} and is trained with {self.loss!r}, a regression. "
+                f"Use predict(); for class probabilities train with loss=\"cross_entropy\" "
+                f"(or end the network in a softmax or sigmoid)"
+            )
+        out = self.predict(x, batch_size=batch_size)
+        if link == "softmax":
+            return softmax(out)
+        if link == "sigmoid":
+            return sigmoid(out)
+        return out
+
+    def _output_layer(self) -> Layer:
+        """The last layer that changes values in inference (Dropout and Identity do not)."""
+        from .activations import Identity
+
+        for layer in reversed(self.layers):
+            if not isinstance(layer, (Dropout, Identity)):
+                return layer
+        return self.layers[-1]
+
+    def _probability_link(self) -> str | None:
+        """``"softmax"`` or ``"sigmoid"`` to apply to outputs, ``"outputs"`` when they are probabilities, else None."""
+        from .activations import Sigmoid, Softmax
+        from .losses import BinaryCrossEntropy, CrossEntropy
+
+        if isinstance(self._output_layer(), (Softmax, Sigmoid)):
+            return "outputs"
+        if isinstance(self.loss, CrossEntropy):
+            return "softmax"
+        if isinstance(self.loss, BinaryCrossEntropy):
+            return "sigmoid"
+        return None
+
     def _infer(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
             x = layer.forward(x, False, cache=False)

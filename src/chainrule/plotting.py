@@ -286,13 +286,16 @@ def save_all(
     evaluating), ``confusion_matrix.png``, ``first_layer_weights.png`` and
     ``misclassified.png``. Returns the paths written.
     """
-    from .recipes import confusion_matrix, softmax_probabilities
+    from .recipes import confusion_matrix
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    probabilities = softmax_probabilities(network, x_test)
-    y_pred = probabilities.argmax(axis=1)
-    n_classes = max(int(np.max(y_test)) + 1, probabilities.shape[1])
+    outputs = np.atleast_2d(network.predict(x_test, batch_size=4096))
+    y_pred = outputs.argmax(axis=1)
+    # Confidence only where the outputs have a probability reading (not for a regression).
+    probabilities = (np.atleast_2d(network.predict_proba(x_test, batch_size=4096))
+                     if network._probability_link() is not None else None)
+    n_classes = max(int(np.max(y_test)) + 1, outputs.shape[1])
     figures: dict[str, Any] = {}
     if history is not None:
         figures["learning_curves.png"] = plot_learning_curves(history)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .activations import Softmax, get_activation, softmax
+from .activations import get_activation
 from .augmentation import random_shift
 from .initializers import default_initializer
 from .layers import Dense, Dropout, Layer
@@ -231,17 +231,14 @@ class TrainingSetMetrics(Callback):
 
 
 def softmax_probabilities(network: Network, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Class probabilities ``(n, classes)``: the softmax of the outputs.
+    """Class probabilities ``(n, outputs)`` as float64: ``network.predict_proba`` (kept for old callers).
 
-    A network ending in a ``Softmax`` layer already outputs probabilities,
-    which are returned as they are.
+    The name is historical: the link is the one that matches the network
+    (softmax for cross-entropy on logits, sigmoid for binary cross-entropy,
+    a softmax or sigmoid output layer as it is); a regression is refused.
     """
-    out = np.asarray(network.predict(x, batch_size=batch_size), dtype=np.float64)
-    if out.ndim == 1:
-        out = out[None, :]
-    if isinstance(network.layers[-1], Softmax):
-        return out
-    return softmax(out)
+    out = np.asarray(network.predict_proba(x, batch_size=batch_size), dtype=np.float64)
+    return out[None, :] if out.ndim == 1 else out
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
