@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule import kernels
 from chainrule.parallel import threaded_matmul
+
+
+@pytest.fixture(autouse=True)
+def numpy_path():
+    """These tests compare NumPy with NumPy, bit for bit; the kernels are compared in test_kernels.py."""
+    saved = kernels.use("numpy")
+    yield
+    kernels.use(saved)
 
 
 def _net(sizes=(20, 16, 8, 3), loss="cross_entropy", seed=0, dtype="float32"):

@@ -17,7 +17,9 @@ from .initializers import Initializer, default_initializer
 from .layers import AvgPool2D, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from .losses import Loss, get_loss
 from .optimizers import SGD, Optimizer, get_optimizer
+from . import kernels
 from .parallel import threaded_matmul
+from .threads import PREDICT_ROWS, predict_policy
 
 __all__ = ["Network", "check_tensors"]
 
@@ -199,6 +201,9 @@ class Network:
         step is not applied and ``NonFiniteLossError`` is raised, so the
         weights stay finite.
         """
+        if (sample_weight is None and class_weight is None and kernels.enabled()
+                and not getattr(self, "keep_caches", False)):  # HealthCheck reads the caches
+            return kernels.train_step(self, x, y)  # the same step with fused elementwise work
         with threaded_matmul:  # large products of this step run on two cores
             loss = self.loss.forward(self.forward(x, training=True), y,
                                      sample_weight=sample_weight, class_weight=class_weight)
@@ -221,15 +226,21 @@ class Network:
 
     # -- inference ------------------------------------------------------------
 
-    def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    def predict(
+        self, x: np.ndarray, batch_size: int | None = None, threads: int | str | None = "auto"
+    ) -> np.ndarray:
         """The network's output for ``x`` in inference mode (dropout off), whatever ``self.training``.
 
         Writes nothing on the network or its layers, so several threads may
-        call it on one model at once (a web server does).
+        call it on one model at once (a web server does). ``threads``: BLAS
+        threads for large inputs, as in ``fit`` (``chainrule.threads``).
         """
         x = self._as_input(x)
         if x.ndim == 3:  # one image (C, H, W), through the layers as a batch of one
             return self._infer(x[None])[0]
+        policy = predict_policy(threads, self, len(x)) if x.ndim != 1 else None
+        if policy is not None:
+            return policy.map(self._infer, x, batch_size or PREDICT_ROWS)
         if batch_size is None or x.ndim == 1 or len(x) == 0:
             return self._infer(x)
         return np.concatenate(

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
+
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
 
 
@@ -41,6 +43,10 @@ class Optimizer:
         if len(self.state) != len(params):
             self.state = [self._new_state(p) for p in params]
         self.steps += 1
+        # One fused kernel for every parameter when numba is installed (see
+        # chainrule.kernels), else (or for layouts it does not take) the NumPy rule.
+        if kernels.enabled() and self._kernel_step(params, grads):
+            return
         for p, g, s in zip(params, grads, self.state):
             self._update(p, g, s)
 
@@ -48,7 +54,44 @@ class Optimizer:
         return {}
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """The update rule in NumPy: the reference the kernels must match."""
         raise NotImplementedError
+
+    def _kernel_step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> bool:
+        """Apply ``_update`` to every parameter through a compiled kernel; False where there is none."""
+        return False
+
+    def _flat_views(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+                    names: tuple[str, ...]) -> tuple | None:
+        """Flat views of parameters, gradients and the named state, cached while the arrays stay.
+
+        None unless every array is C-contiguous float32/float64 of one dtype
+        (the kernels take flat views of one type).
+        """
+        key = (*map(id, params), *map(id, grads),
+               *(id(s[name]) if name in s else 0 for s in self.state for name in names))
+        cached = getattr(self, "_views", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        views = None
+        dtype = params[0].dtype if params else None
+        empty = _EMPTY.get(dtype)
+        arrays = [*params, *grads, *(s[n] for s in self.state for n in names if n in s)]
+        if empty is not None and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
+            flat = tuple(tuple(a.reshape(-1) for a in group) for group in (params, grads))
+            state = tuple(
+                tuple(s[name].reshape(-1) if name in s else empty for s in self.state)
+                for name in names
+            )
+            decays = np.array([self._decay(p) for p in params], dtype=dtype)
+            views = (*flat, *state, decays)
+        self._views = (key, views)
+        return views
+
+    def _decay(self, p: np.ndarray) -> float:
+        """The weight decay that ``_update`` applies to ``p`` (0 for a 1-D one with ``decay_1d=False``)."""
+        decay = getattr(self, "weight_decay", 0.0)
+        return decay if getattr(self, "decay_1d", True) or p.ndim > 1 else 0.0
 
     def reset(self) -> None:
         """Forget all state (momentum, moments, step count)."""
@@ -103,6 +146,20 @@ class SGD(Optimizer):
             g = g + self.momentum * b if self.nesterov else b
         p -= g * self.lr
 
+    def _kernel_step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> bool:
+        # kernels.elementwise.sgd_update_all, which matches _update above
+        if type(self)._update is not SGD._update:
+            return False  # a subclass's own rule
+        views = self._flat_views(params, grads, ("momentum",))
+        if views is None:
+            return False
+        ps, gs, bufs, decays = views
+        t = decays.dtype.type
+        kernels.compiled().sgd_update_all(
+            ps, gs, bufs, t(self.lr), t(self.momentum), decays, self.nesterov
+        )
+        return True
+
     def get_config(self) -> dict[str, Any]:
         return {
             "type": "SGD", "lr": self.lr, "momentum": self.momentum,
@@ -156,11 +213,30 @@ class Adam(Optimizer):
         denom += self.eps
         p -= step_size * (m / denom)
 
+    def _kernel_step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> bool:
+        # kernels.elementwise.adam_update_all, which matches _update above
+        if type(self)._update is not Adam._update:
+            return False
+        views = self._flat_views(params, grads, ("m", "v"))
+        if views is None:
+            return False
+        ps, gs, ms, vs, decays = views
+        beta1, beta2 = self.betas
+        t, step = decays.dtype.type, self.steps
+        kernels.compiled().adam_update_all(
+            ps, gs, ms, vs, t(self.lr / (1.0 - beta1**step)), t(beta1), t(1.0 - beta1),
+            t(beta2), t(1.0 - beta2), t(1.0 / math.sqrt(1.0 - beta2**step)), t(self.eps), decays,
+        )
+        return True
+
     def get_config(self) -> dict[str, Any]:
         return {
             "type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
             "weight_decay": self.weight_decay, "decay_1d": self.decay_1d,
         }
+
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 _BY_NAME: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}

@@ -1,0 +1,231 @@
+"""How many BLAS threads the matrix products of a step use: the one place that decides.
+
+Why this exists: OpenBLAS starts one thread per core, and its threads spin
+while they wait for work. On an idle machine that is the fastest choice for
+large products; on a machine where other processes compete for the cores the
+spinning threads steal time from each other and from the main thread, and a
+training run can become several times slower than on one thread (see
+``benchmarks/RESULTS.md``). No fixed number is right everywhere, so by
+default chainrule measures.
+
+``threads="auto"`` (the default of ``fit`` and ``predict``):
+
+- Small work stays on one thread: below ``MIN_WORK`` multiply-adds per step
+  (``batch_size`` times the weights) a product is too short to share.
+- Otherwise a few steps run on 1 thread and a few on ``N`` (the BLAS's own
+  default, usually the number of cores; ``OPENBLAS_NUM_THREADS`` lowers it),
+  alternating which goes first; the first step after each switch is not
+  counted (the threads are waking). The faster per sample wins.
+- The choice is measured again as training goes on, so a change in the
+  machine's load is followed: at least every ``RECHECK_SECONDS``, and so that
+  the probe costs at most about 1/``RECHECK_FACTOR`` of the time.
+
+An integer fixes the count (``threads=1`` is the safe choice on a machine
+you share). The setting applies only inside ``fit``/``predict``: the BLAS's
+previous thread count is restored afterwards.
+
+Reproducibility: OpenBLAS's one- and multi-threaded products round
+differently in the last bits of float32, so with ``"auto"`` two runs may
+differ slightly where the measurements chose differently. Pass an integer
+for bit-for-bit repeatable runs (and when resuming must repeat a run exactly).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ThreadPolicy", "blas_threads", "set_blas_threads", "thread_policy", "predict_policy",
+    "step_work", "MIN_WORK",
+]
+
+#: Multiply-adds per step below which "auto" stays on one thread.
+MIN_WORK = 4_000_000
+#: Re-measure at least this often (seconds of training).
+RECHECK_SECONDS = 5.0
+#: ... but no more often than keeps the probe's extra cost under 1/RECHECK_FACTOR.
+RECHECK_FACTOR = 25.0
+#: Steps counted per candidate in one probe (after one uncounted warm-up step).
+PROBE_STEPS = 3
+
+_controllers: list | None = None
+_default: int | None = None
+
+
+def _blas() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process (found once)."""
+    global _controllers, _default
+    if _controllers is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _controllers = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except Exception:  # noqa: BLE001 - no control over threads: leave the BLAS alone
+            _controllers = []
+        _default = max((c.num_threads for c in _controllers), default=1)
+    return _controllers
+
+
+def blas_threads() -> int:
+    """The BLAS thread count chainrule treats as "all" (the BLAS's default when first asked)."""
+    _blas()
+    return int(_default or 1)
+
+
+def set_blas_threads(n: int) -> None:
+    """Set every loaded BLAS to ``n`` threads (a no-op where threadpoolctl cannot)."""
+    for controller in _blas():
+        controller.set_num_threads(int(n))
+
+
+def _current() -> list[tuple[Any, int]]:
+    return [(c, c.get_num_threads()) for c in _blas()]
+
+
+class ThreadPolicy:
+    """Chooses the BLAS thread count step by step; see the module docstring.
+
+    Parameters
+    ----------
+    threads : "auto" or int >= 1
+    work : float
+        Multiply-adds of one step (decides whether "auto" measures at all).
+    clock : callable
+        Seconds, for the tests; ``time.perf_counter`` by default.
+    """
+
+    def __init__(self, threads: int | str = "auto", work: float = float("inf"),
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        all_threads = blas_threads()
+        if threads == "auto":
+            self.candidates = [1] if work < MIN_WORK or all_threads <= 1 else [1, all_threads]
+        elif isinstance(threads, (int, np.integer)) and not isinstance(threads, bool) and threads >= 1:
+            self.candidates = [int(threads)]
+        else:
+            raise ValueError(f"threads must be 'auto' or an integer >= 1, got {threads!r}")
+        self.choice = self.candidates[0]
+        #: (threads, seconds per sample) for each decision, for the curious and the tests.
+        self.decisions: list[tuple[int, float]] = []
+        self._plan: list[tuple[int, bool]] = []  # (threads, counted) for the coming steps
+        self._samples: dict[int, list[float]] = {}
+        self._next_probe = 0.0
+        self._probe_first = 0
+        #: Samples per step (scales the per-sample times back to a step's).
+        self.batch = 1
+        if self.adaptive:
+            self._start_probe()
+
+    @property
+    def adaptive(self) -> bool:
+        return len(self.candidates) > 1
+
+    def next_threads(self) -> int:
+        """The thread count for the coming step."""
+        return self._plan[0][0] if self._plan else self.choice
+
+    def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function(x, ...)`` run with the chosen thread count, timed per sample of ``x``.
+
+        The BLAS's own setting is put back after every call, even one that
+        raises, so nothing outside the call sees a changed thread count.
+        """
+        baseline = _current()
+
+        def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+            threads = self.next_threads()
+            changed = any(n != threads for _, n in baseline)
+            if changed:
+                set_blas_threads(threads)
+            try:
+                start = self.clock()
+                result = function(x, *args, **kwargs)
+                seconds = self.clock() - start
+            finally:
+                if changed:
+                    for controller, n in baseline:
+                        controller.set_num_threads(n)
+            self.record(seconds, 1 if getattr(x, "ndim", 2) in (1, 3) else len(x))
+            return result
+
+        return call
+
+    def record(self, seconds: float, samples: int) -> None:
+        """Note that a step took ``seconds`` for ``samples`` samples; end a probe when it is done."""
+        if not self.adaptive:
+            return
+        per_sample = seconds / max(samples, 1)
+        now = self.clock()
+        if self._plan:
+            threads, counted = self._plan.pop(0)
+            if counted:
+                self._samples.setdefault(threads, []).append(per_sample)
+            if not self._plan:
+                self._decide(now)
+        else:
+            recent = self._samples.setdefault(-1, [])  # the choice's own steps, between probes
+            recent.append(per_sample)
+            del recent[:-8]
+            # Due, or the chosen count has become much slower (the load changed): measure again.
+            slower = len(recent) == 8 and float(np.median(recent)) > 1.5 * self.decisions[-1][1]
+            if now >= self._next_probe or slower:
+                self._start_probe()
+
+    def _start_probe(self) -> None:
+        order = self.candidates[self._probe_first:] + self.candidates[: self._probe_first]
+        self._probe_first = (self._probe_first + 1) % len(self.candidates)
+        self._samples = {}
+        self._plan = [(n, counted) for n in order for counted in [False] + [True] * PROBE_STEPS]
+
+    def _decide(self, now: float) -> None:
+        medians = {n: float(np.median(times)) for n, times in self._samples.items() if n > 0}
+        self.choice = min(medians, key=medians.__getitem__)
+        best = medians[self.choice]
+        self.decisions.append((self.choice, best))
+        # The probe ran each loser for 1 + PROBE_STEPS steps: keep that a small share.
+        extra = sum((m - best) * (1 + PROBE_STEPS) for m in medians.values())
+        self._next_probe = now + max(RECHECK_SECONDS, RECHECK_FACTOR * extra * self.batch)
+        self._samples = {}
+
+    def map(self, function: Callable[[np.ndarray], np.ndarray], x: np.ndarray, rows: int) -> np.ndarray:
+        """``function`` applied to ``x`` in chunks of ``rows`` rows, each timed as a step."""
+        self.batch = rows
+        call = self.wrap(function)
+        return np.concatenate([call(x[i : i + rows]) for i in range(0, len(x), rows)])
+
+
+def step_work(network: Any, batch_size: int) -> float:
+    """Multiply-adds of one training step: about 3 per weight per sample (forward, two backward)."""
+    weights = sum(p.size for layer in network.layers for name, p in layer.params.items()
+                  if name == "weight")
+    return 3.0 * weights * batch_size
+
+
+def thread_policy(threads: int | str | None, network: Any, batch_size: int) -> ThreadPolicy | None:
+    """The policy ``fit`` uses for ``threads`` (``None``: leave the BLAS as it is)."""
+    if threads is None:
+        return None
+    policy = ThreadPolicy(threads, work=step_work(network, batch_size))
+    policy.batch = batch_size
+    return policy
+
+
+#: Rows per chunk when ``predict`` measures (large inputs only).
+PREDICT_ROWS = 1024
+
+
+def predict_policy(threads: int | str | None, network: Any, rows: int) -> ThreadPolicy | None:
+    """The policy for ``predict`` on ``rows`` rows, or None to run it in one piece as it is.
+
+    "auto" measures only on inputs of at least 8 chunks of ``PREDICT_ROWS``
+    rows whose forward pass is large enough to share (``MIN_WORK``); smaller
+    inputs are left to the BLAS as it is set.
+    """
+    if threads is None or rows == 0 or (threads == "auto" and rows < 8 * PREDICT_ROWS):
+        return None  # small inputs: left as they are (BLAS keeps small products on one thread)
+    weights = step_work(network, 1) / 3.0
+    return ThreadPolicy(threads, work=weights * PREDICT_ROWS)

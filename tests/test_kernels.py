@@ -1,0 +1,260 @@
+"""The numba kernels (extra "fast") against the NumPy reference they name.
+
+Each kernel is compared with the NumPy code it must match, to float32
+rounding; then whole training steps on both paths are compared. The switch
+between paths is tested too. numba is part of CI (the ``fast`` extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import kernels
+
+numba = pytest.importorskip("numba", reason="the kernels need the 'fast' extra (numba)")
+
+from chainrule.kernels import elementwise as k  # noqa: E402
+
+RTOL, ATOL = 2e-6, 1e-6  # float32: a few units in the last place
+
+
+@pytest.fixture
+def path():
+    """Run a block on the NumPy path or the kernel path, restoring the mode afterwards."""
+    saved = kernels.mode()
+
+    class Path:
+        def __call__(self, mode: str) -> None:
+            kernels.use(mode)
+
+    yield Path()
+    kernels.use(saved)
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# -- each kernel against its NumPy reference -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layer, kind, param",
+    [
+        (cr.ReLU(), k.RELU, 0.0),
+        (cr.LeakyReLU(0.1), k.LEAKY_RELU, 0.1),
+        (cr.Sigmoid(), k.SIGMOID, 1.0),
+        (cr.Sigmoid(scale=0.01), k.SIGMOID, 0.01),
+        (cr.Tanh(), k.TANH, 0.0),
+        (cr.Identity(), k.IDENTITY, 0.0),
+    ],
+)
+def test_bias_act_forward_and_backward_match_the_layers(layer, kind, param):
+    rng = _rng(1)
+    z = rng.standard_normal((7, 5)).astype(np.float32) * 3
+    bias = rng.standard_normal(5).astype(np.float32)
+    g = rng.standard_normal((7, 5)).astype(np.float32)
+
+    expected = layer.forward(z + bias, True)
+    expected_grad = layer.backward(g)
+    out = z.copy()
+    k.bias_act_forward(out, bias, kind, np.float32(param))
+    np.testing.assert_allclose(out, expected, rtol=RTOL, atol=ATOL)
+
+    grad, grad_bias = g.copy(), np.empty(5, np.float32)
+    k.act_backward(grad, out, kind, np.float32(param), grad_bias)
+    np.testing.assert_allclose(grad, expected_grad, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(grad_bias, expected_grad.sum(axis=0), rtol=RTOL, atol=ATOL)
+
+
+def test_relu_kernels_keep_nan_like_numpy():
+    z = np.array([[np.nan, -1.0, 2.0]], np.float32)
+    k.bias_act_forward(z, np.empty(0, np.float32), k.RELU, np.float32(0))
+    assert np.isnan(z[0, 0]) and z[0, 1] == 0 and z[0, 2] == 2
+    g = np.array([[1.0, np.inf, 3.0]], np.float32)
+    k.act_backward(g, np.array([[0.0, 0.0, 1.0]], np.float32), k.RELU, np.float32(0), np.empty(0, np.float32))
+    assert g[0, 0] == 0 and np.isnan(g[0, 1]) and g[0, 2] == 3  # inf * 0 is nan, as g * mask
+
+
+def test_outer_into_is_the_outer_product():
+    out = np.empty((3, 2), np.float32)
+    k.outer_into(out, np.array([1.0, -2.0, 0.5], np.float32), np.array([3.0, 4.0], np.float32))
+    assert np.array_equal(out, [[3, 4], [-6, -8], [1.5, 2.0]])
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_cross_entropy_kernel_matches_the_loss(one_hot):
+    rng = _rng(2)
+    z = (rng.standard_normal((6, 4)) * 5).astype(np.float32)
+    z[0] += 1000  # large logits: no overflow on either path
+    labels = rng.integers(0, 4, 6)
+    target = np.eye(4, dtype=np.float32)[labels] if one_hot else labels
+    loss = cr.CrossEntropy()
+    expected = loss.forward(z, target)
+    expected_grad = loss.backward()
+    grad = np.empty_like(z)
+    if one_hot:
+        value = k.cross_entropy_probs(z, target, grad)
+    else:
+        value = k.cross_entropy_labels(z, labels.astype(np.intp), grad)
+    assert value == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=RTOL, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", [cr.SquaredError(), cr.MeanSquaredError()])
+def test_squared_error_kernel_matches_the_loss(loss):
+    rng = _rng(3)
+    pred = rng.standard_normal((5, 3)).astype(np.float32)
+    target = rng.standard_normal((5, 3)).astype(np.float32)
+    expected = loss.forward(pred, target)
+    expected_grad = loss.backward()
+    size = 5 if isinstance(loss, cr.SquaredError) else pred.size
+    grad = np.empty_like(pred)
+    value = k.squared_error(pred, target, grad, np.float32(2.0 / size)) / size
+    assert value == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: cr.SGD(lr=0.1),
+        lambda: cr.SGD(lr=0.1, momentum=0.9),
+        lambda: cr.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        lambda: cr.SGD(lr=0.1, momentum=0.5, weight_decay=0.1, decay_1d=False),
+        lambda: cr.Adam(lr=0.01),
+        lambda: cr.Adam(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
+        lambda: cr.Adam(lr=0.01, weight_decay=0.1, decay_1d=False),
+    ],
+)
+def test_optimizer_kernels_match_the_numpy_rule(make, path):
+    rng = _rng(4)
+    shapes = [(6, 4), (6,), (3, 6), (3,)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    runs = {}
+    for mode in ("numpy", "numba"):
+        path(mode)
+        opt = make()
+        params = [p.copy() for p in start]
+        for step in range(5):
+            grads = [_rng(10 + step).standard_normal(s).astype(np.float32) for s in shapes]
+            opt.step(params, grads)
+        runs[mode] = params, opt.state
+    for a, b in zip(runs["numpy"][0], runs["numba"][0]):
+        np.testing.assert_allclose(b, a, rtol=RTOL, atol=ATOL)
+        assert b.dtype == np.float32
+    for sa, sb in zip(runs["numpy"][1], runs["numba"][1]):
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            np.testing.assert_allclose(sb[key], sa[key], rtol=RTOL, atol=ATOL)
+
+
+def test_optimizer_kernel_leaves_odd_layouts_to_numpy(path):
+    path("numba")
+    p = np.asfortranarray(np.ones((3, 2), np.float32))  # not C-contiguous: the NumPy rule runs
+    cr.SGD(lr=0.5).step([p], [np.ones((3, 2), np.float32)])
+    assert np.array_equal(p, np.full((3, 2), 0.5))
+
+
+# -- whole steps on both paths ---------------------------------------------------------
+
+
+def _train(mode, path, make_net, batches, steps=4):
+    path(mode)
+    net = make_net()
+    losses = [net.train_step(x, y) for x, y in batches[:steps]]
+    return net, losses
+
+
+def _batches(n_in, n_out, batch, labels, steps=4, seed=5):
+    rng = _rng(seed)
+    out = []
+    for _ in range(steps):
+        x = rng.standard_normal((batch, n_in) if batch else (n_in,)).astype(np.float32)
+        shape = (batch,) if batch else ()
+        y = rng.integers(0, n_out, shape) if labels else rng.standard_normal(
+            (batch, n_out) if batch else (n_out,)).astype(np.float32)
+        out.append((x, y))
+    return out
+
+
+@pytest.mark.parametrize(
+    "activation, loss, optimizer, batch",
+    [
+        ("relu", "cross_entropy", lambda: cr.SGD(lr=0.1, momentum=0.9, nesterov=True), 16),
+        ("tanh", "cross_entropy", lambda: cr.Adam(lr=0.01, weight_decay=0.01), 8),
+        ("sigmoid", "mse", lambda: cr.SGD(lr=0.1), 5),
+        ("leaky_relu", "squared_error", lambda: cr.Adam(lr=0.01), 1),
+        ("relu", "squared_error", lambda: cr.SGD(lr=0.05), None),  # one 1-D sample per step
+        ("relu", "cross_entropy", lambda: cr.SGD(lr=0.05), None),
+    ],
+)
+def test_fused_step_matches_the_numpy_step(activation, loss, optimizer, batch, path):
+    n_out = 3
+    batches = _batches(6, n_out, batch, labels=loss == "cross_entropy")
+
+    def make():
+        return cr.Network.from_sizes([6, 5, 4, n_out], activation=activation, loss=loss,
+                                     optimizer=optimizer(), seed=0)
+
+    a, la = _train("numpy", path, make, batches)
+    b, lb = _train("numba", path, make, batches)
+    np.testing.assert_allclose(lb, la, rtol=1e-5)
+    for name, p in a.parameters().items():
+        np.testing.assert_allclose(b.parameters()[name], p, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(b.gradients()[name], a.gradients()[name], rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_fused_step_runs_other_layers_their_own_way(path):
+    """Dropout between blocks, a Dense without activation, one-hot targets, float64."""
+    rng = _rng(6)
+    x = rng.standard_normal((8, 5))
+    y = np.eye(3)[rng.integers(0, 3, 8)]
+
+    def make():
+        return cr.Network(
+            [cr.Dense(5, 4, seed=1), cr.ReLU(), cr.Dropout(0.3, seed=2), cr.Dense(4, 4, seed=3),
+             cr.Dense(4, 3, seed=4)],
+            loss="cross_entropy", optimizer=cr.SGD(lr=0.1, momentum=0.9), dtype="float64",
+        )
+
+    a, la = _train("numpy", path, make, [(x, y)] * 3, steps=3)
+    b, lb = _train("numba", path, make, [(x, y)] * 3, steps=3)
+    np.testing.assert_allclose(lb, la, rtol=1e-12)
+    for name, p in a.parameters().items():
+        np.testing.assert_allclose(b.parameters()[name], p, rtol=1e-12, atol=1e-14)
+
+
+def test_fused_step_refuses_a_non_finite_loss_before_updating(path):
+    path("numba")
+    net = cr.Network.from_sizes([2, 3, 2], loss="cross_entropy", seed=0)
+    before = {k_: v.copy() for k_, v in net.parameters().items()}
+    with pytest.raises(cr.NonFiniteLossError):
+        net.train_step(np.array([[np.nan, 1.0]], np.float32), [0])
+    for name, p in net.parameters().items():
+        assert np.array_equal(p, before[name])
+
+
+def test_fused_step_validates_targets_like_the_loss(path):
+    path("numba")
+    net = cr.Network.from_sizes([2, 3, 2], loss="cross_entropy", seed=0)
+    with pytest.raises(ValueError, match="out of range"):
+        net.train_step(np.ones((2, 2), np.float32), [0, 2])
+
+
+def test_parameters_stay_live_and_shaped_like_pytorch(path):
+    path("numba")
+    net = cr.Network.from_sizes([4, 3, 2], loss="cross_entropy", seed=0)
+    params = net.parameters()
+    weight = params["0.weight"]
+    net.train_step(np.ones((2, 4), np.float32), [0, 1])
+    assert net.parameters()["0.weight"] is weight and weight.shape == (3, 4)
+    for p in params.values():
+        p[...] = 0  # written through parameters(): the next step must see it
+    net.train_step(np.ones((2, 4), np.float32), [0, 0])
+    # hidden relu(0) = 0 and W2 = 0: no gradient reaches W1, and W2's is g.T @ 0
+    assert np.all(net.gradients()["0.weight"] == 0) and np.all(net.gradients()["2.weight"] == 0)
+    assert np.all(params["2.bias"] != 0)  # the output bias did learn
