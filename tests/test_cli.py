@@ -322,7 +322,8 @@ def test_default_recipe_builds_the_documented_network():
     assert not dense[0].bias.any()
     schedule = build_callbacks(recipe)[0].schedule
     assert schedule(0) == pytest.approx(recipe.lr)
-    assert schedule(recipe.epochs - 1) == pytest.approx(recipe.final_lr)
+    assert schedule(recipe.epochs) == pytest.approx(recipe.final_lr)  # reached as the last epoch ends
+    assert schedule(recipe.epochs - 1) > recipe.final_lr  # so the last epoch still trains
     # The same seed builds the same network; the description names every choice.
     again = build_network(recipe)
     np.testing.assert_array_equal(again.layers[0].weight, dense[0].weight)

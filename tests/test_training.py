@@ -114,10 +114,12 @@ def test_learning_rate_schedule():
         def on_epoch_end(self, epoch, logs):
             seen.append(self.network.optimizer.lr)
 
-    schedule = cr.cosine_schedule(0.1, epochs=5, final_lr=0.0)
-    classifier().fit(x, y, epochs=5, callbacks=[cr.LearningRateScheduler(schedule), Spy()], verbose=0)
+    schedule = cr.cosine_schedule(0.1, epochs=4, final_lr=0.0)
+    classifier().fit(x, y, epochs=4, callbacks=[cr.LearningRateScheduler(schedule), Spy()], verbose=0)
+    # final_lr is reached at the end of the last epoch, not during it
     np.testing.assert_allclose(seen, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05,
-                                      0.1 * (1 + np.cos(3 * np.pi / 4)) / 2, 0.0], atol=1e-12)
+                                      0.1 * (1 + np.cos(3 * np.pi / 4)) / 2], atol=1e-12)
+    assert schedule(4) == 0.0
 
 
 def test_stop_training_ends_after_the_current_step():
@@ -233,3 +235,66 @@ def test_validation_data_may_carry_sample_weights():
     net = classifier()
     history = net.fit(x, y, verbose=0, validation_data=(x, y, w))
     assert history["val_loss"][0] == pytest.approx(net.evaluate(x[:15], y[:15])["loss"] / 2, rel=1e-6)
+
+
+# -- issue 9 §5: schedules and early stopping do what their names say -----------------------
+
+
+def test_cosine_schedule_is_torchs_cosine_annealing():
+    torch = pytest.importorskip("torch")
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7, eta_min=0.01)
+    ours = cr.cosine_schedule(0.3, 7, final_lr=0.01)
+    for epoch in range(7):
+        assert ours(epoch) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5])
+def test_every_epoch_of_a_cosine_schedule_trains(epochs):
+    x, y = blobs(40)
+    snapshots = []
+
+    class Snapshot(cr.Callback):
+        def on_epoch_end(self, epoch, logs):
+            snapshots.append({k: v.copy() for k, v in self.network.parameters().items()})
+
+    net = classifier(optimizer=cr.SGD(lr=0.1))
+    snapshots.append({k: v.copy() for k, v in net.parameters().items()})
+    schedule = cr.cosine_schedule(0.1, epochs)  # final_lr=0: the issue's default case
+    history = net.fit(x, y, epochs=epochs, batch_size=40, verbose=0,
+                      callbacks=[cr.LearningRateScheduler(schedule), Snapshot()])
+    assert len(history["loss"]) == epochs
+    for before, after in zip(snapshots, snapshots[1:]):
+        assert all(not np.array_equal(before[k], after[k]) for k in before)
+    assert all(schedule(e) > 0 for e in range(epochs))
+
+
+def test_schedules_that_would_not_train_are_refused():
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        cr.cosine_schedule(0.1, 0)
+    with pytest.raises(ValueError, match=r"final_lr must be in \[0, lr\]"):
+        cr.cosine_schedule(0.1, 3, final_lr=0.2)
+    x, y = blobs(20)
+    with pytest.raises(ValueError, match="learning rate 0.0 for epoch 2.*would not train"):
+        classifier().fit(x, y, epochs=2, verbose=0,
+                         callbacks=[cr.LearningRateScheduler(lambda e: 0.1 if e == 0 else 0.0)])
+
+
+def test_final_checkpoint_holds_the_restored_best_weights(tmp_path):
+    x, y = blobs(60)
+    x_val, y_val = blobs(30, seed=1)
+    y_val = (y_val + 1) % 3  # validation disagrees with training: val_loss rises after epoch 1
+    path = tmp_path / "run.safetensors"
+    stop = cr.EarlyStopping(patience=2, restore_best_weights=True)
+    net = classifier()
+    history = net.fit(x, y, epochs=10, verbose=0, validation_data=(x_val, y_val),
+                      callbacks=[stop], checkpoint=path)
+    assert stop.best_epoch < len(history["loss"]) - 1  # it did restore an earlier epoch
+    best = net.evaluate(x_val, y_val)["loss"]
+    assert best == pytest.approx(min(history["val_loss"]), rel=1e-6)
+    saved = cr.load(path)
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(saved.state_dict()[name], value)

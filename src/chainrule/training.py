@@ -236,9 +236,13 @@ def fit(
         save_checkpoint(
             checkpoint, network, epoch=epoch, step=step, history=history,
             rng_state=epoch_start_state, fit_settings={**settings, **extra},
+    last_save: list[tuple] = []
+
         )
 
     for callback in callbacks:
+        last_save[:] = [(epoch, step, epoch_start_state, loss)]
+
         callback.on_train_begin({"epochs": epochs, "steps": n_batches, "samples": n,
                                  "initial_epoch": start_epoch})
     for epoch in range(start_epoch, epochs):
@@ -312,8 +316,15 @@ def _warn_if_settings_differ(saved: dict[str, Any], current: dict[str, Any], pat
     """A resumed run repeats an uninterrupted one only with the same data and batches."""
     changed = [
         f"{key} {saved[key]!r} -> {current[key]!r}"
+    saved_state = {k: v.copy() for k, v in network.state_dict().items()} if last_save else None
         for key in ("batch_size", "shuffle", "samples")
         if key in saved and saved[key] != current[key]
+    if saved_state is not None and any(
+        not np.array_equal(value, saved_state[name]) for name, value in network.state_dict().items()
+    ):
+        # A callback changed the weights at the end (EarlyStopping restoring its best
+        # epoch): the last checkpoint must hold what fit returns.
+        save(*last_save[0])
     ]
     if changed:
         warnings.warn(
@@ -453,7 +464,8 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self._wait = value, epoch, 0
             if self.restore_best_weights:
-                self._best_weights = {k: v.copy() for k, v in self.network.parameters().items()}
+                # parameters and buffers (BatchNorm's running statistics belong to the weights)
+                self._best_weights = {k: v.copy() for k, v in self.network.state_dict().items()}
         else:
             self._wait += 1
             if self._wait >= self.patience:
@@ -466,23 +478,45 @@ class EarlyStopping(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the optimizer's ``lr`` to ``schedule(epoch)`` at the start of every epoch."""
+    """Set the optimizer's ``lr`` to ``schedule(epoch)`` at the start of every epoch.
+
+    A learning rate of 0 (or below, or not finite) is refused: an epoch at
+    lr 0 changes nothing, yet the history would report it as trained.
+    """
 
     def __init__(self, schedule: Callable[[int], float]) -> None:
         self.schedule = schedule
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
         lr = float(self.schedule(epoch))
-        if not (math.isfinite(lr) and lr >= 0):
-            raise ValueError(f"the schedule gave an invalid learning rate {lr!r} at epoch {epoch}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(
+                f"the schedule gave the learning rate {lr!r} for epoch {epoch + 1}; it must be "
+                "above 0, or that epoch would not train (end the run earlier instead)"
+            )
         self.network.optimizer.lr = lr
 
 
 def cosine_schedule(lr: float, epochs: int, final_lr: float = 0.0) -> Callable[[int], float]:
-    """``lr`` annealed to ``final_lr`` along half a cosine over ``epochs`` epochs."""
+    """``lr`` annealed towards ``final_lr`` along half a cosine over ``epochs`` epochs.
+
+    Epoch ``e`` (from 0) trains at ``final_lr + (lr - final_lr) * (1 + cos(pi * e / epochs)) / 2``:
+    ``lr`` for the first epoch, and ``final_lr`` is reached at the *end* of the
+    last one, so every epoch trains (with ``final_lr=0`` the last epoch still
+    has a learning rate above 0). This is PyTorch's ``CosineAnnealingLR`` with
+    ``T_max=epochs`` and ``eta_min=final_lr``, stepped once per epoch. Epochs
+    past ``epochs`` stay at ``final_lr``.
+    """
+    epochs = operator.index(epochs)
+    if epochs < 1:
+        raise ValueError(f"a schedule needs epochs >= 1, got {epochs}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if not (math.isfinite(final_lr) and 0 <= final_lr <= lr):
+        raise ValueError(f"final_lr must be in [0, lr] = [0, {lr:g}], got {final_lr!r}")
 
     def schedule(epoch: int) -> float:
-        progress = min(epoch / max(epochs - 1, 1), 1.0)
+        progress = min(epoch / epochs, 1.0)
         return final_lr + 0.5 * (lr - final_lr) * (1.0 + math.cos(math.pi * progress))
 
     return schedule
