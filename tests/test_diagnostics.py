@@ -10,8 +10,11 @@ from chainrule.diagnostics import (
     HealthCheck,
     TrainingHealthWarning,
     activation_health,
+    at_chance,
+    chance_accuracy,
     diagnose,
     gradient_norms,
+    input_scale,
     parameter_norms,
 )
 
@@ -67,7 +70,9 @@ def test_diagnose_names_the_saturated_layer_and_a_fix():
     assert vanishing.layer == 0
     assert "exactly 0" in vanishing.message
     assert "layer 5 (Sigmoid())" in vanishing.message  # the layer that blocks the gradient
-    assert "Glorot" in vanishing.message and "[0, 1]" in vanishing.message
+    assert "Glorot" in vanishing.message and "Sigmoid(scale=0.01)" in vanishing.message
+    # The inputs are in [0, 1] already, so scaling them is not advised.
+    assert "scale the inputs" not in vanishing.message and "inputs" not in kinds
     text = str(report)
     assert "Dense(4, 8)" in text and "100.0%" in text and "problem (vanishing)" in text
     assert report.loss == pytest.approx(0.5)  # both outputs 1.0 against targets 0.5
@@ -99,13 +104,16 @@ def test_dead_relus_are_found_on_a_batch():
     assert report.gradient_norms[4] > 0.0
 
 
-def test_dead_relus_are_not_judged_on_a_few_samples():
+def test_dead_relus_are_judged_on_the_samples_given_and_the_message_counts_them():
     net = healthy_net()
     net.layers[2].bias = np.full(16, -100.0)
     x, y = data(n=4)
     report = diagnose(net, x, y)
-    assert activation_health(net, x)[3].dead == 1.0
-    assert "dead" not in [p.kind for p in report.problems]
+    dead = [p for p in report.problems if p.kind == "dead"]
+    assert len(dead) == 1 and "100% of its relus are dead" in dead[0].message
+    assert "all 4 samples looked at" in dead[0].message
+    one = diagnose(net, x[:1], y[:1])
+    assert "the one sample looked at" in next(p for p in one.problems if p.kind == "dead").message
 
 
 def test_exploding_gradients_are_reported():
@@ -220,3 +228,113 @@ def test_health_check_is_silent_on_a_healthy_run():
         warnings.simplefilter("error", TrainingHealthWarning)
         net.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[check], seed=0)
     assert check.problems == [] and check.last_report.ok
+
+
+# -- the classic failures of issue 9 §6: each must be explained by its real cause ---------------
+
+XOR_X = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1], [1, 1, 1]], dtype=np.float64)
+XOR_Y = np.array([[1], [1], [0], [0]], dtype=np.float64)
+
+
+def xor_seed_2():
+    """The tutorials' 3-4-1 relu XOR network, no biases, weights uniform in [-1, 1), seed 2."""
+    return cr.Network.from_sizes([3, 4, 1], activation="relu", bias=False, seed=2,
+                                 init=cr.initializers.uniform(-1.0, 1.0), dtype="float64",
+                                 optimizer=cr.SGD(lr=0.1))
+
+
+def test_stuck_xor_network_is_blamed_on_its_dead_relus():
+    net = xor_seed_2()
+    check = HealthCheck()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = net.fit(XOR_X, XOR_Y, epochs=60, batch_size=1, shuffle=False, verbose=0,
+                          callbacks=[check])
+    # Stuck: row [1, 0, 1] (target 1) reaches no live relu, so its error of 1 stays: 1/4.
+    assert history["loss"][-1] == pytest.approx(0.25, abs=1e-6)
+    np.testing.assert_allclose(net.predict(XOR_X)[0], [0.0], atol=0)
+    # Two of the four relus are negative for every row: the weights show it directly.
+    weight = net.layers[0].weight
+    silent = np.flatnonzero(np.all(XOR_X @ weight.T <= 0, axis=0))
+    assert silent.tolist() == [2, 3]
+
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrainingHealthWarning)]
+    assert "dead" in [p.kind for p in check.problems]
+    dead = next(p for p in check.problems if p.kind == "dead")
+    assert dead.layer == 1 and "50% of its relus are dead" in dead.message
+    assert "all 4 samples" in dead.message  # judged over the whole epoch, not one row
+    for message in messages:  # nothing else takes the blame
+        assert "saturat" not in message and "small weights" not in message, message
+        assert "raise the learning rate" not in message, message
+    assert all(p.kind in ("dead", "vanishing") for p in check.problems), messages
+    vanishing = [p for p in check.problems if p.kind == "vanishing"]
+    assert all("dead relus" in p.message for p in vanishing)
+
+    # diagnose on all four rows finds the same two dead units.
+    report = diagnose(net, XOR_X, XOR_Y)
+    assert report.loss == pytest.approx(0.25, abs=1e-6)
+    assert activation_health(net, XOR_X)[1].dead == 0.5
+    assert [(p.kind, p.layer) for p in report.problems] == [("dead", 1)]
+    assert "no problems found" not in str(report)
+
+
+def raw_pixels(n=500):
+    (x, y), _ = cr.datasets.load_mnist(normalize=False)
+    return x[:n].astype(np.float32), y[:n]
+
+
+@pytest.mark.parametrize("optimizer", [lambda: cr.SGD(lr=0.1, momentum=0.9),
+                                       lambda: cr.SGD(lr=0.01), lambda: cr.Adam(lr=1e-3)])
+def test_raw_pixels_are_blamed_on_the_input_scale_without_contradicting_advice(optimizer):
+    x, y = raw_pixels()
+    net = cr.Network.from_sizes([784, 64, 10], activation="relu", loss="cross_entropy",
+                                optimizer=optimizer(), seed=0)
+    check = HealthCheck()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net.fit(x, y, epochs=2, batch_size=64, verbose=0, seed=0, callbacks=[check])
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrainingHealthWarning)]
+    assert check.problems[0].kind == "inputs"  # the cause, announced first
+    first = messages[0]
+    assert first.startswith("the inputs are not scaled: their root mean square is 8")
+    assert "largest 255" in first and "divide by 255" in first
+    text = " ".join(messages)
+    assert not ("lower the learning rate" in text and "raise the learning rate" in text), text
+    for problem in check.problems[1:]:  # every other finding points at the scale first
+        assert problem.advice[0].startswith("scale the inputs to [0, 1]"), problem.message
+
+
+def test_scaled_pixels_raise_no_input_warning():
+    x, y = raw_pixels(200)
+    net = cr.Network.from_sizes([784, 64, 10], activation="relu", loss="cross_entropy", seed=0)
+    report = diagnose(net, x / 255, y)
+    assert "inputs" not in [p.kind for p in report.problems]
+    assert report.input_rms == pytest.approx(
+        np.sqrt(np.mean(np.square(x.astype(np.float64) / 255))), rel=1e-5)
+    assert report.input_rms < 1
+    assert input_scale(x) == pytest.approx(255 * report.input_rms, rel=1e-5)
+
+
+def test_contradicting_advice_is_left_out_in_one_report_and_across_a_run():
+    from chainrule.diagnostics import LOWER_LR, RAISE_LR, Problem, coherent
+
+    slow = Problem.of("vanishing", 0, "gradients vanish", ("use He", RAISE_LR))
+    fast = Problem.of("exploding", 2, "gradients explode", ("use He", LOWER_LR))
+    kept = coherent([slow, fast])
+    assert kept[0].advice == ("use He",) and kept[0].message == "gradients vanish. Fix: use He."
+    assert kept[1] is fast
+    # Advice already given earlier in a run wins over a later, opposite one.
+    assert coherent([slow], given={LOWER_LR})[0].advice == ("use He",)
+    assert coherent([slow])[0] is slow
+
+
+def test_chance_accuracy_is_the_most_common_class_share():
+    assert chance_accuracy([0, 0, 0, 1]) == 0.75
+    assert chance_accuracy(np.eye(3)[[2, 2, 1]]) == pytest.approx(2 / 3)  # one-hot rows
+    _, (_, y_test) = cr.datasets.load_mnist()
+    assert chance_accuracy(y_test) == 0.1135  # 1,135 ones among the 10,000 test digits
+    # 3 standard errors above 11.35% on 10,000 digits: 11.35% + 3 * 0.3172% = 12.30%.
+    assert at_chance(0.1230, y_test) and not at_chance(0.1231, y_test)
+    assert at_chance(0.0983, y_test) and not at_chance(0.5, y_test)
+    with pytest.raises(ValueError, match="no labels"):
+        chance_accuracy([])
