@@ -229,20 +229,20 @@ def fit(
         callback.network = network
     network.stop_training = False
 
+    last_save: list[tuple] = []
+
     def save(epoch: int, step: int, epoch_start_state: dict, loss: tuple[float, int]) -> None:
         from .checkpoint import save_checkpoint
+
+        last_save[:] = [(epoch, step, epoch_start_state, loss)]
 
         extra = {"epoch_loss": list(loss)} if step else {}
         save_checkpoint(
             checkpoint, network, epoch=epoch, step=step, history=history,
             rng_state=epoch_start_state, fit_settings={**settings, **extra},
-    last_save: list[tuple] = []
-
         )
 
     for callback in callbacks:
-        last_save[:] = [(epoch, step, epoch_start_state, loss)]
-
         callback.on_train_begin({"epochs": epochs, "steps": n_batches, "samples": n,
                                  "initial_epoch": start_epoch})
     for epoch in range(start_epoch, epochs):
@@ -307,8 +307,15 @@ def fit(
             save(finished, 0, rng.bit_generator.state, (0.0, 0))
         if network.stop_training:
             break
+    saved_state = {k: v.copy() for k, v in network.state_dict().items()} if last_save else None
     for callback in callbacks:
         callback.on_train_end({"history": history})
+    if saved_state is not None and any(
+        not np.array_equal(value, saved_state[name]) for name, value in network.state_dict().items()
+    ):
+        # A callback changed the weights at the end (EarlyStopping restoring its best
+        # epoch): the last checkpoint must hold what fit returns.
+        save(*last_save[0])
     return history
 
 
@@ -316,15 +323,8 @@ def _warn_if_settings_differ(saved: dict[str, Any], current: dict[str, Any], pat
     """A resumed run repeats an uninterrupted one only with the same data and batches."""
     changed = [
         f"{key} {saved[key]!r} -> {current[key]!r}"
-    saved_state = {k: v.copy() for k, v in network.state_dict().items()} if last_save else None
         for key in ("batch_size", "shuffle", "samples")
         if key in saved and saved[key] != current[key]
-    if saved_state is not None and any(
-        not np.array_equal(value, saved_state[name]) for name, value in network.state_dict().items()
-    ):
-        # A callback changed the weights at the end (EarlyStopping restoring its best
-        # epoch): the last checkpoint must hold what fit returns.
-        save(*last_save[0])
     ]
     if changed:
         warnings.warn(
