@@ -16,7 +16,11 @@ __all__ = ["random_shift"]
 def random_shift(
     max_shift: int = 2, image_shape: tuple[int, int] = (28, 28)
 ) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
-    """Shift each flattened image by up to ``max_shift`` pixels in x and y, filling with 0.
+    """Shift each image by up to ``max_shift`` pixels in x and y, filling with 0.
+
+    The returned function takes a batch of flattened images ``(n, height *
+    width)`` or image-shaped ones ``(n, C, height, width)`` (all channels of
+    an image move together) and returns a new batch of the same shape.
 
     A digit moved by a pixel or two is still the same digit, so the network
     learns features that do not depend on exact position. Images sharing a
@@ -31,12 +35,14 @@ def random_shift(
         )
 
     def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if x.shape[-1] != height * width:
+        flat = x.ndim == 2 and x.shape[-1] == height * width
+        if not (flat or (x.ndim == 4 and x.shape[-2:] == (height, width))):
             raise ValueError(
-                f"random_shift expects rows of {height * width} pixels ({height}x{width}), "
-                f"got shape {x.shape}"
+                f"random_shift expects rows of {height * width} pixels ({height}x{width}) or "
+                f"images shaped (n, C, {height}, {width}), got shape {x.shape}"
             )
-        images = x.reshape(-1, height, width)
+        # (n, C, H, W) in both cases: a flat row is one channel
+        images = x.reshape(len(x), -1, height, width)
         out = np.zeros_like(images)
         dy = rng.integers(-max_shift, max_shift + 1, size=len(images))
         dx = rng.integers(-max_shift, max_shift + 1, size=len(images))
@@ -46,8 +52,9 @@ def random_shift(
                 if rows.size == 0:
                     continue
                 # out[y + sy, x + sx] = in[y, x], cropped to the frame
-                out[rows, max(sy, 0) : height + min(sy, 0), max(sx, 0) : width + min(sx, 0)] = (
-                    images[rows, max(-sy, 0) : height + min(-sy, 0), max(-sx, 0) : width + min(-sx, 0)]
+                out[rows, :, max(sy, 0) : height + min(sy, 0), max(sx, 0) : width + min(sx, 0)] = (
+                    images[rows, :, max(-sy, 0) : height + min(-sy, 0),
+                           max(-sx, 0) : width + min(-sx, 0)]
                 )
         return out.reshape(x.shape)
 

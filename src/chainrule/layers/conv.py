@@ -201,9 +201,27 @@ class Conv2D(Layer):
 
     # -- the math ------------------------------------------------------------------
 
+    #: Without a cache, inputs are convolved this many im2col elements at a time
+    #: (64 MiB in float32), so inference on thousands of images stays in bounded memory.
+    chunk_elements = 2**24
+
     def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
-        """``y`` ``(n, O, OH, OW)`` for ``x`` ``(n, C, H, W)``."""
+        """``y`` ``(n, O, OH, OW)`` for ``x`` ``(n, C, H, W)``.
+
+        With ``cache=False`` (inference) a large batch is convolved in chunks of
+        samples, each one batched product, so the im2col matrix stays small.
+        """
         self._check_input(x)
+        if not cache:
+            oh, ow = self.output_shape(x.shape[1:])[1:]
+            per_sample = self.in_channels * self.kernel_size[0] * self.kernel_size[1] * oh * ow
+            step = max(1, self.chunk_elements // per_sample)
+            if len(x) > step:
+                return np.concatenate([self._convolve(x[i : i + step], cache=False)
+                                       for i in range(0, len(x), step)])
+        return self._convolve(x, cache=cache)
+
+    def _convolve(self, x: np.ndarray, *, cache: bool) -> np.ndarray:
         n = x.shape[0]
         ph, pw = self.padding
         if ph or pw:
