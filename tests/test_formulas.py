@@ -68,50 +68,42 @@ def test_adam_without_decay_first_step_is_lr_in_the_gradient_direction():
 # -- early stopping in every mode ------------------------------------------------------------
 
 
-class _Net:
-    """Just what EarlyStopping touches: parameters, load_parameters and stop_training."""
+def _drive(callback: cr.EarlyStopping, values: list[float], monitor: str) -> float:
+    """Feed ``values`` as epoch results; return the weight the network ends with.
 
-    def __init__(self) -> None:
-        self.w = np.zeros(1)
-        self.stop_training = False
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        return {"w": self.w}
-
-    def load_parameters(self, tensors: dict[str, np.ndarray]) -> None:
-        self.w[...] = tensors["w"]
-
-
-def _drive(callback: cr.EarlyStopping, values: list[float], monitor: str) -> _Net:
-    net = _Net()
+    The network's single weight is set to the epoch number before each epoch
+    ends, so the final weight says which epoch's weights were kept.
+    """
+    net = cr.Network([cr.Dense(1, 1, bias=False)], dtype="float64")
+    weight = net.layers[0].weight
     callback.network = net
     callback.on_train_begin({})
     for epoch, value in enumerate(values):
-        net.w[0] = epoch  # the weights "of" each epoch, to see which are restored
+        weight[...] = epoch
         callback.on_epoch_end(epoch, {monitor: value})
         if net.stop_training:
             break
     callback.on_train_end({})
-    return net
+    return float(weight[0, 0])
 
 
 @pytest.mark.parametrize("mode", ["max", "auto"])
 def test_early_stopping_max_mode_keeps_the_highest(mode):
     # accuracy rises to 0.9 at epoch 2, then two epochs without a gain: stop at epoch 4
     stop = cr.EarlyStopping(monitor="val_accuracy", patience=2, mode=mode)
-    net = _drive(stop, [0.5, 0.8, 0.9, 0.85, 0.7, 0.95], "val_accuracy")
+    kept = _drive(stop, [0.5, 0.8, 0.9, 0.85, 0.7, 0.95], "val_accuracy")
     assert stop.mode == "max"
     assert (stop.best, stop.best_epoch, stop.stopped_epoch) == (0.9, 2, 4)
-    assert net.w[0] == 2  # restored to the best epoch's weights
+    assert kept == 2  # restored to the best epoch's weights
 
 
 @pytest.mark.parametrize("mode", ["min", "auto"])
 def test_early_stopping_min_mode_keeps_the_lowest(mode):
     stop = cr.EarlyStopping(monitor="val_loss", patience=2, mode=mode)
-    net = _drive(stop, [1.0, 0.6, 0.7, 0.5, 0.55, 0.52, 0.1], "val_loss")
+    kept = _drive(stop, [1.0, 0.6, 0.7, 0.5, 0.55, 0.52, 0.1], "val_loss")
     assert stop.mode == "min"
     assert (stop.best, stop.best_epoch, stop.stopped_epoch) == (0.5, 3, 5)
-    assert net.w[0] == 3
+    assert kept == 3
 
 
 def test_early_stopping_min_delta_counts_only_real_gains():
@@ -123,8 +115,8 @@ def test_early_stopping_min_delta_counts_only_real_gains():
 
 def test_early_stopping_without_restore_keeps_the_last_weights():
     stop = cr.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=False)
-    net = _drive(stop, [0.3, 0.4], "val_loss")
-    assert stop.stopped_epoch == 1 and net.w[0] == 1
+    kept = _drive(stop, [0.3, 0.4], "val_loss")
+    assert stop.stopped_epoch == 1 and kept == 1
 
 
 # -- accuracy with one-hot targets -----------------------------------------------------------
