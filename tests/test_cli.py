@@ -344,13 +344,15 @@ def test_recipe_variants_and_validation_split():
     assert isinstance(network.optimizer, cr.SGD) and network.optimizer.nesterov
     with pytest.raises(ValueError, match="unknown optimizer"):
         build_network(recipe.replace(optimizer="rmsprop"))
-    x, y = np.arange(20.0).reshape(10, 2), np.arange(10)
-    (x_train, y_train), (x_val, y_val) = split_validation(x, y, 3)
-    np.testing.assert_array_equal(y_train, np.arange(7))
-    np.testing.assert_array_equal(y_val, [7, 8, 9])
+    # class-sorted labels: the held-out rows come from every class (not the last rows)
+    x, y = np.arange(40.0).reshape(20, 2), np.repeat(np.arange(4), 5)
+    (x_train, y_train), (x_val, y_val) = split_validation(x, y, 8)
+    assert np.bincount(y_val).tolist() == [2, 2, 2, 2] and np.bincount(y_train).tolist() == [3] * 4
+    np.testing.assert_array_equal(x_val[:, 0] // 2, np.sort(x_val[:, 0] // 2))  # rows keep order
+    np.testing.assert_array_equal(split_validation(x, y, 8)[1][0], x_val)  # seeded
     assert split_validation(x, y, 0)[1] is None
-    with pytest.raises(ValueError, match="cannot hold out 10"):
-        split_validation(x, y, 10)
+    with pytest.raises(ValueError, match="cannot hold out 20"):
+        split_validation(x, y, 20)
 
 
 def test_softmax_probabilities_of_logits_and_of_softmax_outputs():

@@ -294,3 +294,12 @@ def test_predict_proba_refuses_a_regression(loss):
     relu_out = cr.Network.from_sizes([3, 5, 2], output_activation="relu", loss=loss, seed=0)
     with pytest.raises(ValueError, match="regression"):
         relu_out.predict_proba(np.zeros((2, 3)))
+
+
+def test_summary_shows_as_a_table_at_the_repl():
+    net = cr.Network.from_sizes([784, 128, 10], loss="cross_entropy")
+    summary = net.summary()
+    assert isinstance(summary, str)
+    assert repr(summary) == str(summary)  # what the REPL echoes: the table, not '...\\n...'
+    assert "\\n" not in repr(summary) and repr(summary).count("\n") == str(summary).count("\n")
+    assert "total parameters: 101,770" in repr(summary)

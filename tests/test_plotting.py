@@ -172,3 +172,30 @@ def test_accuracy_axis_always_shows_labelled_ticks(accuracy):
     inside = [t for t in ax_acc.get_yticks() if low <= t <= high]
     assert len(inside) >= 2
     assert low <= min(accuracy) and max(accuracy) <= high
+
+
+def test_plot_functions_save_to_a_path_given_where_the_axes_go(tmp_path):
+    from PIL import Image
+
+    fig = plotting.plot_learning_curves(HISTORY, tmp_path / "curves.png", dpi=20)
+    assert isinstance(fig, Figure)
+    assert Image.open(tmp_path / "curves.png").size == (200, 80)  # 10x4 in at 20 dpi
+    plotting.plot_confusion_matrix(np.eye(3, dtype=int) * 5, str(tmp_path / "m.png"), dpi=20)
+    plotting.plot_confusion_matrix(np.eye(3, dtype=int) * 5, path=tmp_path / "m2.png", dpi=10)
+    plotting.plot_first_layer_weights(np.ones((4, 784)), tmp_path / "w.png", dpi=20)
+    x = np.zeros((3, 784))
+    plotting.plot_misclassified(x, [1, 2, 3], [1, 0, 3], path=tmp_path / "x.png", dpi=20)
+    for name in ("m.png", "m2.png", "w.png", "x.png"):
+        assert Image.open(tmp_path / name).format == "PNG"
+    assert Image.open(tmp_path / "m2.png").size[0] < Image.open(tmp_path / "m.png").size[0]
+    with pytest.raises(TypeError, match="once"):
+        plotting.plot_confusion_matrix(np.eye(2), "a.png", path="b.png")
+
+
+def test_save_all_for_a_regression_network_shows_no_confidence(tmp_path):
+    # squared error on one-hot targets, linear outputs: classes by argmax, no probabilities
+    net = cr.Network.from_sizes([784, 10], seed=0)
+    x, y = np.random.default_rng(0).uniform(size=(20, 784)), np.arange(20) % 10
+    paths = plotting.save_all(None, net, x, y, tmp_path)
+    assert sorted(p.name for p in paths) == ["confusion_matrix.png", "first_layer_weights.png",
+                                             "misclassified.png"]

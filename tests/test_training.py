@@ -298,3 +298,65 @@ def test_final_checkpoint_holds_the_restored_best_weights(tmp_path):
     saved = cr.load(path)
     for name, value in net.state_dict().items():
         np.testing.assert_array_equal(saved.state_dict()[name], value)
+
+
+# -- issue 9 §8: habits from Keras and scikit-learn -------------------------------------------
+
+
+def test_validation_split_is_seeded_random_and_stratified_on_class_sorted_data():
+    x, y = blobs(200)
+    order = np.argsort(y, kind="stable")
+    x, y = x[order], y[order]  # sorted by class: Keras' last-rows split validates on class 2 only
+    seen = {}
+
+    class Watch(cr.Callback):
+        def on_train_begin(self, logs):
+            seen["samples"] = logs["samples"]
+
+    net = classifier()
+    history = net.fit(x, y, epochs=2, verbose=0, validation_split=0.1, seed=4, callbacks=[Watch()])
+    assert seen["samples"] == 180 and "val_accuracy" in history
+    train, val = cr.training.validation_rows(200, 0.1, seed=4, stratify=y)
+    counts = np.bincount(y)
+    assert np.all(np.abs(np.bincount(y[val]) - counts / 10) < 1)  # every class, in proportion
+    assert len(val) == 20 and np.intersect1d(train, val).size == 0
+    # the history's val_loss is exactly the held-out rows' loss
+    assert history["val_loss"][-1] == pytest.approx(net.evaluate(x[val], y[val])["loss"], rel=1e-6)
+    # the same seed holds out the same rows; another seed other rows
+    again = cr.training.validation_rows(200, 0.1, seed=4, stratify=y)[1]
+    np.testing.assert_array_equal(again, val)
+    assert not np.array_equal(cr.training.validation_rows(200, 0.1, seed=5, stratify=y)[1], val)
+
+
+def test_validation_split_arguments_are_checked():
+    x, y = blobs(20)
+    for bad in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"share in \(0, 1\)"):
+            classifier().fit(x, y, verbose=0, validation_split=bad)
+    with pytest.raises(ValueError, match="not both"):
+        classifier().fit(x, y, verbose=0, validation_split=0.2, validation_data=(x, y))
+    (xt, yt), (xv, yv) = cr.train_validation_split(x, y, 5, seed=0)
+    assert len(xv) == 5 and len(xt) == 15
+    with pytest.raises(ValueError, match="cannot hold out 20 of 20"):
+        cr.train_validation_split(x, y, 20)
+
+
+def test_validation_split_of_one_hot_and_binary_targets_is_stratified():
+    y = np.r_[np.zeros(30, int), np.ones(10, int)]
+    from chainrule.training import _stratify_labels
+
+    np.testing.assert_array_equal(_stratify_labels(cr.CrossEntropy(), np.eye(2)[y]), y)
+    np.testing.assert_array_equal(_stratify_labels(cr.BinaryCrossEntropy(), y[:, None] * 1.0), y)
+    assert _stratify_labels(cr.SquaredError(), y * 1.0) is None
+    val = cr.training.validation_rows(40, 0.2, stratify=y)[1]
+    assert np.bincount(y[val]).tolist() == [6, 2]
+
+
+def test_history_reads_like_keras():
+    x, y = blobs(30)
+    history = classifier().fit(x, y, epochs=2, verbose=0, validation_data=(x, y))
+    assert isinstance(history.history, dict)
+    assert list(history.keys()) == ["loss", "val_loss", "val_accuracy"]
+    assert history.history["loss"] == history["loss"] and len(history.history["loss"]) == 2
+    assert dict(history.items()) == history.history and list(history) == list(history.keys())
+    assert history.epoch == [0, 1] and history.get("nope", 3) == 3

@@ -25,6 +25,7 @@ from .training import (
     LearningRateScheduler,
     ProgressBar,
     cosine_schedule,
+    train_validation_split,
 )
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "ProgressBar",
     "LearningRateScheduler",
     "cosine_schedule",
+    "train_validation_split",
     "random_shift",
     "ModelFileError",
     "NonFiniteLossError",

@@ -462,11 +462,17 @@ class Network:
 
         return to_onnx(self, path, **kwargs)
 
-    def summary(self, input_shape: Sequence[int] | None = None) -> str:
+    def summary(self, input_shape: Sequence[int] | None = None) -> Summary:
         """A table of layers, output shapes and parameter counts.
 
         ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)``; without it
         an image network's shapes show as ``?`` up to its first ``Dense``.
+
+        Returns the table as a ``Summary``, a ``str`` whose ``repr`` is the
+        table itself: ``net.summary()`` at the REPL or in a notebook shows the
+        table (not a string full of ``\\n``), ``print(net.summary())`` prints
+        it, and it can be written to a file like any string. Unlike Keras'
+        ``summary()``, which prints and returns None, nothing is printed.
         """
         rows = [("#", "layer", "output shape", "parameters")]
         width = self.in_features
@@ -497,7 +503,7 @@ class Network:
         lines.append(rule)
         lines.append(f"total parameters: {total:,}   dtype: {self.dtype}")
         lines.append(f"loss: {self.loss!r}   optimizer: {self.optimizer!r}")
-        return "\n".join(lines)
+        return Summary("\n".join(lines))
 
     def get_config(self) -> dict[str, Any]:
         """The architecture as JSON-able data (saved with the weights)."""
@@ -555,6 +561,16 @@ class Network:
                 )
             if width is not None or n_in is not None:
                 width = layer.output_features(width if width is not None else n_in)
+
+
+class Summary(str):
+    """The text of ``Network.summary()``; at the REPL it shows as the table it holds."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython / Jupyter
+        printer.text(str(self))
 
 
 def _check_output_for_loss(last: Layer, loss: Loss, out_features: int | None) -> None:

@@ -5,7 +5,9 @@ Needs matplotlib, an optional extra (``pip install "chainrule[plot]"``),
 imported only when a figure is drawn. Figures are built with
 ``matplotlib.figure.Figure`` rather than ``pyplot``, so nothing here needs a
 display or touches pyplot's global state; call ``fig.savefig(path)`` to
-write one, or pass ``ax=`` to draw into an axes of your own.
+write one, or pass ``ax=`` to draw into an axes of your own. Every plotting
+function also takes a file path where the axes would go (or ``path=``) and
+saves the figure there: ``plot_learning_curves(history, "curves.png")``.
 
 >>> from chainrule import plotting
 >>> fig = plotting.plot_confusion_matrix(matrix)              # doctest: +SKIP
@@ -46,13 +48,31 @@ def _figure(ax: Any = None, figsize: tuple[float, float] = (6.0, 5.0)) -> tuple[
     return fig, fig.add_subplot()
 
 
+def _ax_and_path(ax: Any, path: str | PathLike | None) -> tuple[Any, str | PathLike | None]:
+    """A file path given where the axes go is where to save the figure."""
+    if isinstance(ax, (str, PathLike)):
+        if path is not None:
+            raise TypeError("give the file to save to once (positionally or as path=)")
+        return None, ax
+    return ax, path
+
+
+def _saved(fig: Any, path: str | PathLike | None, dpi: int) -> Any:
+    if path is not None:
+        fig.savefig(os.fspath(path), dpi=dpi)
+    return fig
+
+
 def _metrics(history: Any) -> Mapping[str, Sequence[float]]:
     """A History's metrics or a plain ``{name: values per epoch}`` mapping."""
     return getattr(history, "metrics", history)
 
 
-def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any:
-    """Loss and accuracy per epoch, training beside validation.
+def plot_learning_curves(
+    history: Any, path: str | PathLike | Sequence[Any] | None = None, *,
+    axes: Sequence[Any] | None = None, dpi: int = 110,
+) -> Any:
+    """Loss and accuracy per epoch, training beside validation; saved to ``path`` if given.
 
     Parameters
     ----------
@@ -61,8 +81,11 @@ def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any
         ``val_loss``, ``val_accuracy``, and where present ``train_loss`` and
         ``train_accuracy`` (the training set measured like the validation set,
         in inference mode, e.g. by ``recipes.TrainingSetMetrics``).
+    path : file path, optional
+        Also save the figure there (PNG, PDF, SVG... by the extension).
     axes : two Axes, optional
-        Where to draw the loss and the accuracy panels.
+        Where to draw the loss and the accuracy panels (also accepted in
+        place of ``path``, the older signature).
 
     Returns
     -------
@@ -70,6 +93,10 @@ def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any
     """
     from matplotlib.ticker import MaxNLocator
 
+    if path is not None and not isinstance(path, (str, PathLike)):
+        if axes is not None:
+            raise TypeError("axes given twice")
+        path, axes = None, path
     metrics = _metrics(history)
     if axes is None:
         fig, _ = _figure(figsize=(10.0, 4.0))
@@ -104,7 +131,7 @@ def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any
         for ax in (ax_loss, ax_acc):  # one epoch: whole-number ticks around it
             ax.set_xlim(0.5, 1.5)
             ax.set_xticks([1])
-    ax_loss.set_ylabel("cross-entropy loss")
+    ax_loss.set_ylabel("loss")
     ax_loss.set_yscale("log")
     ax_loss.set_title("Loss")
     ax_acc.set_ylabel("accuracy (logit scale)")
@@ -126,11 +153,12 @@ def plot_learning_curves(history: Any, axes: Sequence[Any] | None = None) -> Any
             ax_acc.set_ylim(low, high if high > low else ticks[min(ticks.index(low) + 1, len(ticks) - 1)])
         ax_acc.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.4g}%"))
         ax_acc.yaxis.set_minor_formatter(NullFormatter())
-    return fig
+    return _saved(fig, path, dpi)
 
 
 def plot_confusion_matrix(
-    matrix: np.ndarray, ax: Any = None, class_names: Sequence[str] | None = None
+    matrix: np.ndarray, ax: Any = None, class_names: Sequence[str] | None = None, *,
+    path: str | PathLike | None = None, dpi: int = 110,
 ) -> Any:
     """The confusion matrix as a heat map with counts; rows true, columns predicted.
 
@@ -140,6 +168,7 @@ def plot_confusion_matrix(
         ``matrix[i, j]`` digits of class ``i`` predicted as ``j``
         (see ``recipes.confusion_matrix``).
     """
+    ax, path = _ax_and_path(ax, path)
     matrix = np.asarray(matrix)
     n = len(matrix)
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
@@ -166,7 +195,7 @@ def plot_confusion_matrix(
     ticks = np.array([0.0, 0.001, 0.01, 0.1, 0.5, 1.0])
     colorbar.set_ticks(ticks**0.3, labels=[f"{t:g}" for t in ticks])
     colorbar.set_label("share of the true class")
-    return fig
+    return _saved(fig, path, dpi)
 
 
 def _first_dense_weight(network_or_weight: Any) -> np.ndarray:
@@ -180,7 +209,8 @@ def _first_dense_weight(network_or_weight: Any) -> np.ndarray:
 
 def plot_first_layer_weights(
     network_or_weight: Any, ax: Any = None, max_units: int = 64,
-    image_shape: tuple[int, int] = (28, 28),
+    image_shape: tuple[int, int] = (28, 28), *, path: str | PathLike | None = None,
+    dpi: int = 110,
 ) -> Any:
     """Each first-layer neuron's incoming weights drawn as an image.
 
@@ -194,6 +224,7 @@ def plot_first_layer_weights(
     max_units : int
         Draw the first this many neurons.
     """
+    ax, path = _ax_and_path(ax, path)
     weight = np.asarray(_first_dense_weight(network_or_weight), dtype=np.float64)
     height, width = image_shape
     if weight.ndim != 2 or weight.shape[1] != height * width:
@@ -218,7 +249,7 @@ def plot_first_layer_weights(
     ax.set_axis_off()
     ax.set_title(f"First-layer weights, {len(units)} of {len(weight)} neurons\n"
                  f"(red +, blue -, each scaled to its own largest weight)", fontsize=10)
-    return fig
+    return _saved(fig, path, dpi)
 
 
 def _colormap(name: str, bad: str) -> Any:
@@ -230,7 +261,8 @@ def _colormap(name: str, bad: str) -> Any:
 def plot_misclassified(
     x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
     probabilities: np.ndarray | None = None, max_images: int = 36, ax: Any = None,
-    image_shape: tuple[int, int] = (28, 28),
+    image_shape: tuple[int, int] = (28, 28), *, path: str | PathLike | None = None,
+    dpi: int = 110,
 ) -> Any:
     """A gallery of the digits the model got wrong, each labelled ``true 4 / pred 9``.
 
@@ -243,6 +275,7 @@ def plot_misclassified(
     max_images : int
         Show the first this many mistakes, in dataset order.
     """
+    ax, path = _ax_and_path(ax, path)
     x = np.asarray(x)
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     wrong = np.flatnonzero(y_true != y_pred)
@@ -273,7 +306,7 @@ def plot_misclassified(
                      f"in {len(y_true):,} digits")
     else:
         ax.set_title(f"Misclassified: none in {len(y_true):,} digits")
-    return fig
+    return _saved(fig, path, dpi)
 
 
 def save_all(

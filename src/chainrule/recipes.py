@@ -28,7 +28,13 @@ from .initializers import default_initializer
 from .layers import Dense, Dropout, Layer
 from .network import Network
 from .optimizers import SGD, Adam, Optimizer
-from .training import Callback, History, LearningRateScheduler, cosine_schedule
+from .training import (
+    Callback,
+    History,
+    LearningRateScheduler,
+    cosine_schedule,
+    train_validation_split,
+)
 
 __all__ = [
     "DigitRecipe",
@@ -69,8 +75,9 @@ class DigitRecipe:
     weight_decay : L2 penalty coefficient added to every gradient.
     epochs, batch_size : passes over the data and digits per step.
     max_shift : random shifts of up to this many pixels each epoch (0 for none).
-    validation : digits held out from the end of the training set, for
-        validation accuracy after every epoch (0 for none).
+    validation : digits held out of the training set (at random, stratified by
+        class; see ``split_validation``), for validation accuracy after every
+        epoch (0 for none).
     seed : seeds the initial weights, dropout, shuffling and shifts.
     """
 
@@ -161,12 +168,15 @@ def build_callbacks(recipe: DigitRecipe) -> list[Callback]:
 
 
 def split_validation(
-    x: np.ndarray, y: np.ndarray, n_validation: int
+    x: np.ndarray, y: np.ndarray, n_validation: int, seed: int = 0
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
-    """``(x_train, y_train), (x_val, y_val)``: the last ``n_validation`` rows held out.
+    """``(x_train, y_train), (x_val, y_val)``: ``n_validation`` rows held out, ``None`` for 0.
 
-    The bundled digits come in MNIST's own (unsorted) order, so the last
-    rows are as good a sample as any and the split is the same on every run.
+    The rows are drawn at random (seeded: the same rows on every run) and
+    stratified by the class labels ``y``, through
+    ``chainrule.training.train_validation_split``, the function behind
+    ``fit(validation_split=...)``: data sorted by class still trains and
+    validates on every class (taking the last rows would hold out one class).
     """
     n_validation = int(n_validation)
     if n_validation <= 0:
@@ -175,7 +185,10 @@ def split_validation(
         raise ValueError(
             f"cannot hold out {n_validation} digits for validation from {len(x)} training digits"
         )
-    return (x[:-n_validation], y[:-n_validation]), (x[-n_validation:], y[-n_validation:])
+    y_array = np.asarray(y)
+    stratify = y_array if y_array.ndim == 1 else y_array.argmax(axis=1)
+    train, val = train_validation_split(x, y, n_validation, seed=seed, stratify=stratify)
+    return train, val
 
 
 def train_digits(
@@ -190,7 +203,7 @@ def train_digits(
 ) -> tuple[Network, History]:
     """Build (unless ``network`` is given) and train the recipe's network on ``(x, y)``.
 
-    The last ``recipe.validation`` digits are held out and reported after
+    ``recipe.validation`` digits (drawn by ``split_validation``) are held out and reported after
     every epoch as ``val_loss`` and ``val_accuracy``. Extra keyword
     arguments go to ``Network.fit``.
     """

@@ -30,17 +30,50 @@ __all__ = [
     "LearningRateScheduler",
     "cosine_schedule",
     "check_finite",
+    "train_validation_split",
+    "validation_rows",
 ]
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 class History:
-    """Per-epoch metrics of a ``fit`` run: ``history["loss"]``, ``history["val_accuracy"]``...."""
+    """Per-epoch metrics of a ``fit`` run: ``history["loss"]``, ``history["val_accuracy"]``....
+
+    As in Keras, ``history.history`` is the dict of lists (``{"loss": [...],
+    "val_loss": [...]}``), ``history.epoch`` the epoch numbers (from 0), and
+    the History itself reads like that dict: ``keys()``, ``items()``,
+    ``values()``, ``get()``, iteration over the names and ``len`` (epochs).
+    """
 
     def __init__(self) -> None:
         self.epochs: list[int] = []
         self.metrics: dict[str, list[float]] = {}
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Metric name -> one value per epoch (Keras' ``History.history``); the live dict."""
+        return self.metrics
+
+    @property
+    def epoch(self) -> list[int]:
+        """The epochs recorded, counted from 0 (Keras' ``History.epoch``)."""
+        return self.epochs
+
+    def keys(self):
+        return self.metrics.keys()
+
+    def items(self):
+        return self.metrics.items()
+
+    def values(self):
+        return self.metrics.values()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.metrics.get(key, default)
+
+    def __iter__(self):
+        return iter(self.metrics)
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epochs.append(epoch)
@@ -82,6 +115,90 @@ class Callback:
         pass
 
 
+def train_validation_split(
+    x: Any, y: Any, validation: float | int, *, seed: int | None = 0, stratify: Any = None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``(x_train, y_train), (x_val, y_val)``: rows held out at random, seeded, stratified if asked.
+
+    Parameters
+    ----------
+    validation : float in (0, 1), or int >= 1
+        The share of the rows to hold out (rounded to the nearest row, at
+        least one), or how many rows.
+    seed : int
+        The same seed holds out the same rows (``None`` draws fresh ones).
+    stratify : array (n,) of class labels, optional
+        Hold out each class in proportion to its share (largest remainders
+        decide the odd rows), so class-sorted data validates on every class
+        and trains on every class, like scikit-learn's ``train_test_split(...,
+        stratify=y)``. ``fit(validation_split=...)`` passes the class labels of
+        classification targets.
+
+    Both parts keep the rows' original order. The CLI's ``--validation N``
+    and ``fit(validation_split=...)`` both hold out rows with this function.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+    train, val = validation_rows(len(x), validation, seed=seed, stratify=stratify)
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def validation_rows(
+    n: int, validation: float | int, *, seed: int | None = 0, stratify: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The row indices ``(train, val)`` that ``train_validation_split`` would use, each sorted."""
+    if isinstance(validation, (bool, np.bool_)):
+        raise TypeError("validation must be a share in (0, 1) or a number of rows, not a bool")
+    if isinstance(validation, (int, np.integer)):
+        n_val = int(validation)
+        if not 1 <= n_val < n:
+            raise ValueError(f"cannot hold out {n_val} of {n} rows for validation "
+                             f"(it must leave at least one row to train on)")
+    else:
+        share = float(validation)
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"validation_split must be a share in (0, 1), got {validation!r}")
+        n_val = min(max(1, round(share * n)), n - 1)
+        if n < 2:
+            raise ValueError(f"cannot hold out a validation share of {n} row(s)")
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        val = rng.choice(n, size=n_val, replace=False)
+    else:
+        labels = np.asarray(stratify).reshape(-1)
+        if len(labels) != n:
+            raise ValueError(f"stratify has {len(labels)} labels for {n} rows")
+        classes, inverse = np.unique(labels, return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(classes))
+        quota = counts * (n_val / n)
+        take = np.floor(quota).astype(int)
+        # The rows left over go to the classes with the largest remainders (ties: at random).
+        left = n_val - int(take.sum())
+        order = np.lexsort((rng.random(len(classes)), -(quota - take)))
+        take[order[:left]] += 1
+        val = np.concatenate([
+            rng.choice(np.flatnonzero(inverse == c), size=take[c], replace=False)
+            for c in range(len(classes))
+        ])
+    is_val = np.zeros(n, dtype=bool)
+    is_val[val] = True
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _stratify_labels(loss: Any, y: np.ndarray) -> np.ndarray | None:
+    """Class labels to stratify on for normalised targets ``y``; None for regression or multi-label."""
+    if not getattr(loss, "classification", False):
+        return None
+    if y.dtype.kind in "iu":  # integer class labels
+        return y
+    if y.ndim == 2 and y.shape[1] > 1:
+        from .losses import CrossEntropy
+
+        return y.argmax(axis=1) if isinstance(loss, CrossEntropy) else None  # multi-label: none
+    return (y.reshape(len(y), -1)[:, 0] > 0.5).astype(np.intp)  # one yes/no output
+
+
 def check_finite(array: np.ndarray, what: str) -> None:
     """Raise ``ValueError`` naming the first row of ``array`` holding NaN or infinity."""
     array = np.asarray(array)
@@ -112,6 +229,7 @@ def fit(
     resume: str | PathLike | None = None,
     sample_weight: Any = None,
     class_weight: Any = None,
+    validation_split: float | None = None,
 ) -> History:
     """Train ``network`` on ``(x, y)`` with minibatch steps.
 
@@ -161,6 +279,13 @@ def fit(
         training set, as scikit-learn's ``compute_class_weight``. Validation
         metrics are not class-weighted (as in Keras); pass
         ``validation_data=(x, y, sample_weight)`` to weight them.
+    validation_split : float in (0, 1), optional
+        Hold out this share of ``(x, y)`` for validation instead of passing
+        ``validation_data``: rows drawn at random with ``seed`` (0 when
+        ``seed`` is None, so a resumed run holds out the same rows), and for
+        classification stratified by class. Unlike Keras, which holds out the
+        *last* rows, class-sorted data trains and validates on every class.
+        See ``train_validation_split``.
 
     Returns
     -------
@@ -186,6 +311,17 @@ def fit(
         from .losses import check_sample_weight
 
         sample_weight = check_sample_weight(sample_weight, n)
+    if validation_split is not None:
+        if validation_data is not None:
+            raise ValueError("give validation_data or validation_split, not both")
+        train, val = validation_rows(n, float(validation_split), seed=seed if seed is not None else 0,
+                                     stratify=_stratify_labels(network.loss, y))
+        weight_val = None if sample_weight is None else sample_weight[val]
+        validation_data = (x[val], y[val], weight_val)
+        x, y = x[train], y[train]
+        sample_weight = None if sample_weight is None else sample_weight[train]
+        n = len(x)
+    if sample_weight is not None:
         if not sample_weight.any():
             raise ValueError("every sample_weight is 0: there is nothing to train on")
     if class_weight is not None:
