@@ -15,6 +15,8 @@ import pytest
 
 import chainrule as cr
 from chainrule import cli
+from chainrule.checkpoint import load_checkpoint
+from chainrule.datasets import load_mnist
 from chainrule.training import fit
 
 # A small, quick training run: 1,100 digits (100 held out), 3 epochs of a 784-32-10 net.
@@ -396,17 +398,37 @@ def test_mistakes_in_train_options_are_caught_before_any_training(capsys, tmp_pa
         assert "epoch" not in out  # nothing was trained
 
 
-def test_resume_refuses_a_different_network_or_no_more_epochs(capsys, tmp_path):
+def test_resume_refuses_a_different_network_and_a_finished_run_saves_its_model(
+        capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     checkpoint = tmp_path / "run.ckpt"
-    base = ["--limit", "300", "--validation", "100", "--layers", "784,8,10", "--progress", "lines"]
-    status, _, err = run(capsys, "train", *base, "--epochs", "2", "--checkpoint", str(checkpoint),
-                         "--out", str(tmp_path / "m.safetensors"))
+    model = tmp_path / "m.safetensors"
+    base = ["--limit", "300", "--validation", "100", "--layers", "784,8,10", "--progress", "lines",
+            "--out", str(model)]
+    status, _, err = run(capsys, "train", *base, "--epochs", "2", "--checkpoint", str(checkpoint))
     assert status == 0, err
-    status, _, err = run(capsys, "train", "--layers", "784,16,10", "--epochs", "3",
-                         "--resume", str(checkpoint))
-    assert_one_line_error(status, err, "--layers 784,16,10 differs", "784,8,10")
-    status, _, err = run(capsys, "train", *base, "--epochs", "2", "--resume", str(checkpoint))
-    assert_one_line_error(status, err, "already holds 2 epochs")
+    status, out, err = run(capsys, "train", "--layers", "784,16,10", "--epochs", "3",
+                           "--resume", str(checkpoint))
+    assert_one_line_error(status, err, "--layers 784,16,10 differs from its 784,8,10")
+    assert "epoch" not in out
+    status, _, err = run(capsys, "train", *base, "--epochs", "1", "--resume", str(checkpoint))
+    assert_one_line_error(status, err, "already holds 2 epochs, more than --epochs 1",
+                          "give --epochs 2 or more")
+    # The run died after its last checkpoint but before --out was written: the same
+    # command with --resume saves the checkpoint's model instead of refusing.
+    model.unlink()
+    status, out, err = run(capsys, "train", *base, "--epochs", "2", "--resume", str(checkpoint))
+    assert status == 0, err
+    assert f"{checkpoint} already holds all 2 epochs of this run; nothing left to train" in out
+    assert f"saved the model to {model}" in out and "epoch 1/2" not in out
+    saved = load_checkpoint(checkpoint)
+    for name, array in saved.parameters.items():
+        np.testing.assert_array_equal(cr.load(model).parameters()[name], array)
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)%", out).group(1))
+    _, (x_test, y_test) = load_mnist()
+    assert cr.load(model).evaluate(x_test, y_test)["accuracy"] * 100 == pytest.approx(
+        accuracy, abs=0.006)
+    assert not (tmp_path / "mnist-mlp.safetensors").exists()
 
 
 def test_predict_refuses_a_model_that_is_not_a_digit_classifier(capsys, tmp_path):

@@ -25,7 +25,14 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from ._common import DEFAULT_MODEL, EXIT_INTERRUPTED, one_line, user_errors
+from ._common import (
+    DEFAULT_MODEL,
+    EXIT_INTERRUPTED,
+    closed_pipes_ignored,
+    one_line,
+    plain_warnings,
+    user_errors,
+)
 
 __all__ = ["main", "build_parser", "COMMANDS", "DEFAULT_MODEL", "EXIT_INTERRUPTED"]
 
@@ -38,6 +45,7 @@ COMMANDS: tuple[str, ...] = (
     "lesson",
     "demo",
     "serve",
+    "sweep",
 )
 
 
@@ -58,20 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help, --version, or a usage error argparse reported
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    # Warnings as one plain line; a reader leaving early (`| head`) does not stop the work.
+    with plain_warnings(), closed_pipes_ignored():
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:  # --help, --version, or a usage error argparse reported
+            return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("\nchainrule: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `chainrule lesson 3 | head`: the reader left, not an error
+    except BrokenPipeError:  # a pipe closed outside the guard: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except user_errors() as error:

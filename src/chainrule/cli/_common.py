@@ -9,10 +9,16 @@ over the library too.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
-from collections.abc import Sequence
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -32,11 +38,21 @@ __all__ = [
     "check_plot_dir",
     "load_data",
     "load_model",
+    "load_test_data",
+    "is_model_file",
     "check_input_width",
     "architecture",
     "describe_source",
     "write_plots",
     "join",
+    "plain_warnings",
+    "closed_pipes_ignored",
+    "check_writable_file",
+    "check_writable_dir",
+    "picture_format",
+    "class_probabilities",
+    "check_finite_weights",
+    "warn_line",
 ]
 
 DEFAULT_MODEL = "mnist-mlp.safetensors"
@@ -132,8 +148,7 @@ def require(module: str, extra: str) -> None:
 def check_plot_dir(path: str, option: str) -> None:
     """Fail before any work if figures cannot go to ``path``."""
     require("matplotlib", "plot")
-    if Path(path).exists() and not Path(path).is_dir():
-        raise ValueError(f"{option} {path} is a file; give a directory for the figures")
+    check_writable_dir(path, option)
 
 
 def load_data(directory: str | None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
@@ -145,17 +160,106 @@ def load_data(directory: str | None) -> tuple[tuple[np.ndarray, np.ndarray], ...
     return load_mnist(directory)
 
 
+def load_test_data(directory: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's test split only: ``directory`` needs no training files."""
+    from ..datasets import load_mnist_split
+
+    if directory is not None and not Path(directory).exists():
+        raise FileNotFoundError(2, "No such file or directory", directory)
+    return load_mnist_split("test", directory)
+
+
 def describe_source(directory: str | None) -> str:
     return f"MNIST from {directory}" if directory else "the bundled MNIST digits"
 
 
-def load_model(path: str) -> Any:
-    """The ``Network`` saved at ``path``."""
+def load_model(path: str, hint: str = "") -> Any:
+    """The ``Network`` saved at ``path``.
+
+    A picture or a directory where a model was expected is named as such
+    (``hint`` is added, e.g. the order of ``predict``'s arguments) rather than
+    failing deep in the safetensors reader.
+    """
     from ..io import load
 
     if not Path(path).exists():
         raise FileNotFoundError(2, "No such file or directory", path)
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a directory, not a model file")
+    kind = picture_format(path)
+    if kind is not None:
+        raise ValueError(f"{path} looks like a picture ({kind}), not a model{hint}")
     return load(path)
+
+
+#: Leading bytes of the picture formats a user may hand over by mistake.
+_PICTURE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+
+
+def picture_format(path: str | os.PathLike) -> str | None:
+    """``"PNG"``, ``"JPEG"``, ``"GIF"``, ``"TIFF"``, ``"WebP"`` or ``"BMP"`` if the file starts like one.
+
+    Reads 32 bytes. A safetensors file starts with its header length (8
+    bytes, little-endian) and ``{``, which none of these signatures match.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(32)
+    except OSError:
+        return None
+    for signature, name in _PICTURE_SIGNATURES:
+        if head.startswith(signature):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    # BMP: "BM", then the size of its info header at byte 14 (12, 40, 52, 56, 64, 108 or 124).
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (
+            12, 40, 52, 56, 64, 108, 124):
+        return "BMP"
+    return None
+
+
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether the file starts like a safetensors file (8-byte header length, then ``{``)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 2**40
+
+
+def check_finite_weights(network: Any, path: str) -> None:
+    """Refuse a model whose weights hold NaN or infinity: every output would be meaningless."""
+    for name, array in network.state_dict().items():
+        if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise ValueError(f"{path}: its weights hold NaN or infinity (in {name}); "
+                             "the model cannot give meaningful outputs")
+
+
+def class_probabilities(network: Any, x: np.ndarray, path: str, what: str) -> np.ndarray:
+    """``network.predict_proba(x)`` as float64 rows, refusing outputs that are not finite.
+
+    A model with finite but huge weights (say 3e38) overflows to infinity
+    inside the forward pass and then gives NaN probabilities; that is an
+    error naming the cause, not ``0 (nan%)``.
+    """
+    probabilities = np.asarray(network.predict_proba(x), dtype=np.float64)
+    if probabilities.ndim == 1:
+        probabilities = probabilities[None, :]
+    if not np.all(np.isfinite(probabilities)):
+        largest = max((float(np.max(np.abs(a))) for a in network.parameters().values()
+                       if np.asarray(a).size), default=0.0)
+        info = np.finfo(network.dtype) if hasattr(network, "dtype") else np.finfo(np.float32)
+        raise ValueError(
+            f"{path} gives outputs that are not finite for {what}: its weights reach "
+            f"{largest:.3g}, so the weighted sums overflow {info.dtype} (largest "
+            f"{float(info.max):.3g}); the model is broken, retrain it"
+        )
+    return probabilities
 
 
 def check_input_width(network: Any, model_path: str, width: int, what: str) -> None:
@@ -182,3 +286,121 @@ def write_plots(history: Any, network: Any, x: np.ndarray, y: np.ndarray, out_di
     paths = save_all(history, network, x, y, out_dir)
     if not quiet:
         print(f"plots: {', '.join(str(p) for p in paths)}")
+
+
+# -- what the commands print ------------------------------------------------------------------
+
+
+def warn_line(text: str) -> None:
+    """Print ``chainrule: warning: text`` on stderr, as one line."""
+    print(f"chainrule: warning: {' '.join(text.split())}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """While running a command: each warning is one line ``chainrule: warning: ...`` on stderr.
+
+    Python's default format adds the category and the source line that
+    raised it (``.../training.py:190: RuntimeWarning: ...``), which says
+    nothing to someone at a command line.
+    """
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:
+        warn_line(str(message))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
+class _ClosedPipeGuard:
+    """A text stream that, once its reader has gone (``| head``), quietly drops what follows.
+
+    The command goes on: a training run still saves its model after
+    ``chainrule train | head -3``. The file descriptor is pointed at
+    ``/dev/null`` so Python's final flush at exit has nowhere to fail.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def _reader_left(self) -> None:
+        self.reader_gone = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real file (e.g. a test's capture)
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def closed_pipes_ignored() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` guarded by ``_ClosedPipeGuard`` for the duration."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ClosedPipeGuard(saved[0]), _ClosedPipeGuard(saved[1])
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+# -- files the command will write -------------------------------------------------------------
+
+
+def _probe_directory(directory: Path, option: str, target: Path) -> None:
+    """Create and delete a file in ``directory``: the only test that holds for root and read-only mounts."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".chainrule-probe-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OSError(error.errno or errno.EACCES,
+                      f"{option} {target} cannot be written: {reason.lower()} ({directory})") from None
+
+
+def check_writable_file(path: str | os.PathLike, option: str) -> None:
+    """Fail before any work if a file cannot be written at ``path`` (given as ``option``)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} {target} is a directory; give a file name, "
+                         f"e.g. {target / 'model.safetensors'}")
+    parent = target.parent
+    if not parent.exists():
+        raise FileNotFoundError(2, f"No such directory for {option}", str(parent))
+    if not parent.is_dir():
+        raise ValueError(f"{option} {target}: {parent} is a file, not a directory")
+    _probe_directory(parent, option, target)
+
+
+def check_writable_dir(path: str | os.PathLike, option: str) -> None:
+    """Fail before any work if ``path`` cannot be (made into) a directory of files."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{option} {target} is a file; give a directory for the figures")
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option} {target}: {existing} is a file, not a directory")
+    _probe_directory(existing, option, target)

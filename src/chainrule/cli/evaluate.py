@@ -9,11 +9,14 @@ import numpy as np
 
 from ._common import (
     architecture,
+    check_finite_weights,
     check_input_width,
     check_plot_dir,
+    class_probabilities,
     describe_source,
-    load_data,
     load_model,
+    load_test_data,
+    warn_line,
     write_plots,
 )
 
@@ -25,7 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("model", metavar="MODEL", help="a .safetensors model saved by chainrule")
     p.add_argument("--data", metavar="DIR",
-                   help="directory with MNIST's IDX files (default: the bundled digits)")
+                   help="directory with MNIST's two test files, t10k-images-idx3-ubyte and "
+                   "t10k-labels-idx1-ubyte, .gz or not (default: the bundled digits)")
     p.add_argument("--plots", metavar="DIR",
                    help="also write the confusion matrix, first-layer weights and "
                    "misclassified digits as PNGs into DIR")
@@ -33,12 +37,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..recipes import confusion_matrix, per_class_scores, softmax_probabilities
+    from ..diagnostics import at_chance, chance_accuracy
+    from ..recipes import confusion_matrix, per_class_scores
 
     if args.plots:
         check_plot_dir(args.plots, "--plots")
     network = load_model(args.model)
-    _, (x, y) = load_data(args.data)
+    check_finite_weights(network, args.model)
+    x, y = load_test_data(args.data)
     check_input_width(network, args.model, x.shape[1], "the test images have")
     n_classes = int(y.max()) + 1
     if network.out_features is not None and network.out_features < n_classes:
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.model} has {network.out_features} outputs but the data has "
             f"{n_classes} classes"
         )
-    probabilities = softmax_probabilities(network, x)
+    probabilities = class_probabilities(network, x, args.model, "the test digits")
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(y, predicted, max(n_classes, probabilities.shape[1]))
     scores = per_class_scores(matrix)
@@ -54,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {args.model} ({architecture(network)})")
     print(f"data: {describe_source(args.data)}, test set of {len(y):,} digits")
     print(f"accuracy: {100 * correct / len(y):.2f}% ({correct:,} of {len(y):,} right)")
+    if at_chance(correct / len(y), y):
+        warn_line(f"the accuracy {100 * correct / len(y):.2f}% is no better than chance "
+                  f"({100 * chance_accuracy(y):.2f}% for always answering the most common "
+                  "digit): this model has not learned to read these digits")
     print()
     print(format_scores(scores))
     print()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import architecture, load_model, require
+from ._common import architecture, check_writable_file, load_model, require
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     network = load_model(args.model)
     require("onnx", "onnx")
+    check_writable_file(args.onnx, "--onnx")
     network.to_onnx(args.onnx)
     print(f"wrote {args.onnx} ({architecture(network)})")
     return 0

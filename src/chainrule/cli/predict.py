@@ -9,7 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_input_width, load_model, one_line, positive_int, require
+from ._common import (
+    check_finite_weights,
+    check_input_width,
+    check_writable_dir,
+    class_probabilities,
+    is_model_file,
+    load_model,
+    one_line,
+    positive_int,
+    require,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -32,29 +42,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..images import ImageReadError, load_image
-    from ..recipes import softmax_probabilities
+    from ..images import load_image
 
     require("PIL", "image")
-    network = load_model(args.model)
+    network = load_model(args.model, hint="; the model comes first: chainrule predict MODEL "
+                         "IMAGE [IMAGE ...]")
     check_input_width(network, args.model, 784, "a prepared image has")
     if network.out_features != 10:
         raise ValueError(
             f"{args.model} has {network.out_features} outputs; a digit classifier has 10"
         )
+    check_finite_weights(network, args.model)
     save_dir = Path(args.save_inputs) if args.save_inputs else None
     if save_dir is not None:
+        check_writable_dir(save_dir, "--save-inputs")
         save_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in args.images:
         try:
+            if is_model_file(path):
+                raise ValueError(f"{path} is a model file, not a picture")
             image = load_image(path, thicken=args.thicken)
-        except (FileNotFoundError, ImageReadError) as error:
-            # One bad file should not hide the answers for the others.
+            probabilities = class_probabilities(network, image.reshape(1, -1), args.model,
+                                                path)[0]
+        except (OSError, ValueError) as error:
+            # One bad file should not hide the answers for the others; the exit status tells.
             print(f"chainrule: error: {one_line(error)}", file=sys.stderr)
             failures += 1
             continue
-        probabilities = softmax_probabilities(network, image.reshape(1, -1))[0]
         order = np.argsort(-probabilities, kind="stable")[: args.top]
         top = "  ".join(f"{k}: {100 * probabilities[k]:.1f}%" for k in order)
         print(f"{path}: {order[0]}   ({top})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -12,21 +13,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._version import __version__
 from ._common import (
     DEFAULT_MODEL,
     EXIT_INTERRUPTED,
     check_input_width,
     check_plot_dir,
+    check_writable_file,
     describe_source,
     int_list,
     join,
     load_data,
     non_negative_float,
     non_negative_int,
+    picture_format,
     positive_float,
     positive_int,
     probability,
+    warn_line,
     write_plots,
 )
 
@@ -72,8 +78,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="train on the first N training digits only (for quick trials)")
     p.add_argument("--seed", type=int, help=f"random seed (default {default.seed})")
-    p.add_argument("--out", default=DEFAULT_MODEL, metavar="FILE",
-                   help=f"where to save the model (default {DEFAULT_MODEL})")
+    p.add_argument("--out", metavar="FILE",
+                   help=f"where to save the model (default {DEFAULT_MODEL}; an existing one "
+                   "is replaced only by a run of the default recipe, or when --out names it)")
     p.add_argument("--plots", metavar="DIR",
                    help="also write learning curves, confusion matrix, first-layer weights "
                    "and misclassified digits as PNGs into DIR (needs matplotlib)")
@@ -87,14 +94,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="checkpoint every N epochs (default 1)")
     p.add_argument("--resume", metavar="PATH",
-                   help="continue the training saved in the checkpoint at PATH (the network "
-                   "comes from the checkpoint; repeat the first run's other options)")
+                   help="continue the training saved in the checkpoint at PATH: the network, "
+                   "optimizer, batch size and random state come from the checkpoint (options "
+                   "that contradict them are refused); repeat the first run's --epochs and "
+                   "learning-rate options. A finished checkpoint just saves its model")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from ..augmentation import random_shift
-    from ..recipes import DigitRecipe, TrainingSetMetrics, build_network, train_digits
+    from ..recipes import DigitRecipe, build_network
 
     started = time.perf_counter()
     recipe = DigitRecipe().replace(
@@ -103,17 +112,22 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout, weight_decay=args.weight_decay, max_shift=args.shift,
         validation=args.validation, seed=args.seed,
     )
-    out = Path(args.out)
-    if not out.parent.exists():
-        raise FileNotFoundError(2, "No such directory for --out", str(out.parent))
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a directory; give a file name, e.g. {out / DEFAULT_MODEL}")
+    # Every file the run will write is checked now, not after the training.
+    out = Path(args.out or DEFAULT_MODEL)
+    check_writable_file(out, "--out")
+    if args.checkpoint:
+        check_writable_file(args.checkpoint, "--checkpoint")
+        _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
+    if args.resume:
+        _refuse_same_file(out, "--out", args.resume, "--resume")
     if args.plots:
-        check_plot_dir(args.plots, "--plots")  # fail now, not after training
+        check_plot_dir(args.plots, "--plots")
     if recipe.max_shift:
         random_shift(recipe.max_shift)  # checks the shift fits the 28x28 images
-    resume = args.resume
 
+    saved = None
+    if args.resume:
+        saved, network, recipe = _resume(args, recipe)
     (x, y), (x_test, y_test) = load_data(args.data)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
@@ -123,65 +137,60 @@ def run(args: argparse.Namespace) -> int:
             "training digits; use a smaller --validation (or a larger --limit)"
         )
     n_classes = int(max(y.max(), y_test.max())) + 1
-    if not resume and recipe.layers[0] != x.shape[1]:
+    if saved is not None:
+        check_input_width(network, args.resume, x.shape[1], "the training images have")
+    elif recipe.layers[0] != x.shape[1]:
         raise ValueError(
             f"--layers starts with {recipe.layers[0]} inputs but the images have "
             f"{x.shape[1]} pixels; start the layers with {x.shape[1]}"
         )
-    if not resume and recipe.layers[-1] != n_classes:
+    if recipe.layers[-1] != n_classes:
         raise ValueError(
-            f"--layers ends with {recipe.layers[-1]} outputs but there are {n_classes} "
-            f"classes; end the layers with {n_classes}"
+            f"{'the checkpoint' if saved is not None else '--layers'} ends with "
+            f"{recipe.layers[-1]} outputs but there are {n_classes} classes; end the layers "
+            f"with {n_classes}"
         )
+    if (args.out is None and out.exists()
+            and (recipe != DigitRecipe() or args.data is not None or args.limit is not None)):
+        # Following the README in order must not replace the default model with a trial's.
+        raise ValueError(
+            f"{out} already holds a model, and this run is not the default recipe; give its "
+            f"model a name of its own with --out FILE (or --out {out} to replace it)"
+        )
+    if saved is None:
+        network = build_network(recipe)
+
+    say = (lambda *a, **k: None) if args.quiet else print
+    say(f"chainrule {__version__}: training {recipe.describe()}")
+    if saved is not None:
+        say(f"resuming {args.resume}: {saved.epoch} epochs done"
+            + (f" and {saved.step} steps into the next" if saved.step else "")
+            + "; network, optimizer and dropout from the checkpoint")
+        _say_schedule_change(saved, recipe)
+        if saved.epoch == recipe.epochs and not saved.step:
+            return _finish_done_run(args, saved, network, out, x_test, y_test, started)
+    n_val = recipe.validation
+    say(f"data: {describe_source(args.data)}: {len(x) - n_val:,} training digits, "
+        f"{n_val:,} held out for validation, {len(x_test):,} test digits")
+    return _train(args, recipe, network, x, y, x_test, y_test, out, started)
+
+
+def _train(args: argparse.Namespace, recipe: Any, network: Any, x: Any, y: Any, x_test: Any,
+           y_test: Any, out: Path, started: float) -> int:
+    from ..recipes import TrainingSetMetrics, split_validation, train_digits
 
     fit_kwargs: dict[str, Any] = {}
     if args.checkpoint:
         fit_kwargs["checkpoint"] = args.checkpoint
         if args.checkpoint_every:
             fit_kwargs["checkpoint_every"] = args.checkpoint_every
-    if resume:
-        from ..checkpoint import load_checkpoint
-
-        # The architecture comes from the checkpoint; the rest of the recipe
-        # (epochs, schedule, shifts...) from the options, which should repeat the first run's.
-        if not Path(resume).is_file():
-            raise FileNotFoundError(f"no checkpoint file at {resume}")
-        saved = load_checkpoint(resume)
-        if saved.epoch >= recipe.epochs:
-            raise ValueError(
-                f"{resume} already holds {saved.epoch} epochs and --epochs {recipe.epochs} "
-                "counts the whole run; ask for more epochs to train further"
-            )
-        network = saved.build_network()
-        check_input_width(network, resume, x.shape[1], "the training images have")
-        fit_kwargs["resume"] = resume
-        # The network comes from the checkpoint; options may repeat it, not change it.
-        sizes = (*(layer.in_features for layer in network.layers if hasattr(layer, "in_features")),
-                 network.out_features)
-        activation = type(network.layers[1]).__name__ if len(network.layers) > 1 else "linear"
-        activation = _ACTIVATION_NAMES.get(activation, activation)
-        if args.layers and tuple(args.layers) != sizes:
-            raise ValueError(f"--layers {join(args.layers)} differs from the checkpoint's "
-                             f"network, {join(sizes)}; leave --layers out when resuming")
-        if args.activation and args.activation != activation:
-            raise ValueError(f"--activation {args.activation} differs from the checkpoint's "
-                             f"{activation}; leave --activation out when resuming")
-        recipe = recipe.replace(layers=sizes, activation=activation)
-    else:
-        network = build_network(recipe)
-
-    n_val = recipe.validation
-    say = (lambda *a, **k: None) if args.quiet else print
-    say(f"chainrule {__version__}: training {recipe.describe()}")
-    if resume:
-        say(f"resuming {resume}: {saved.epoch} epochs done"
-            + (f" and {saved.step} steps into the next" if saved.step else ""))
-    say(f"data: {describe_source(args.data)}: {len(x) - n_val:,} training digits, "
-        f"{n_val:,} held out for validation, {len(x_test):,} test digits")
+    if args.resume:
+        fit_kwargs["resume"] = args.resume
     verbose = 0 if args.quiet else _progress_level(args.progress)
     extra = []
     if args.plots:
-        extra.append(TrainingSetMetrics(x[: len(x) - n_val], y[: len(x) - n_val]))
+        (x_train, y_train), _ = split_validation(x, y, recipe.validation)
+        extra.append(TrainingSetMetrics(x_train, y_train))
 
     with _stop_on_ctrl_c(network) as interrupted:
         train_started = time.perf_counter()
@@ -194,16 +203,183 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: saved the model trained so far ({_epochs_done(history, recipe)}) "
               f"to {out}", file=sys.stderr)
     result = network.evaluate(x_test, y_test, batch_size=4096)
-    wall = time.perf_counter() - started
-    correct = int(round(result["accuracy"] * len(y_test)))
-    print(f"test accuracy: {100 * result['accuracy']:.2f}% ({correct:,} of {len(y_test):,})   "
-          f"test loss {result['loss']:.4f}")
-    print(f"wall time: {wall:.1f} s (training {train_seconds:.1f} s)")
+    _report(result, y_test, history)
+    print(f"wall time: {time.perf_counter() - started:.1f} s (training {train_seconds:.1f} s)")
     if not interrupted():
         print(f"saved the model to {out}")
     if args.plots:
         write_plots(history, network, x_test, y_test, args.plots, quiet=args.quiet)
     return EXIT_INTERRUPTED if interrupted() else 0
+
+
+def _report(result: dict[str, float], y_test: Any, history: Any) -> None:
+    """The test accuracy, and plainly so when it is no better than chance."""
+    from ..diagnostics import at_chance, chance_accuracy
+
+    accuracy = result["accuracy"]
+    correct = int(round(accuracy * len(y_test)))
+    print(f"test accuracy: {100 * accuracy:.2f}% ({correct:,} of {len(y_test):,})   "
+          f"test loss {result['loss']:.4f}")
+    if not at_chance(accuracy, y_test):
+        return
+    n_classes = int(np.max(y_test)) + 1
+    guess = math.log(n_classes)  # the cross-entropy of a uniform guess
+    losses = [float(v) for v in history["loss"]] if history is not None and len(history) else []
+    last = losses[-1] if losses else float("nan")
+    if not math.isfinite(last) or last > 2 * guess:
+        cause = (f"the training loss ended at {last:.4g}, far above the {guess:.3f} of a "
+                 "uniform guess: training diverged, so the learning rate (--lr) is far too "
+                 "large; try one 10 to 1000 times smaller")
+    else:
+        cause = (f"the training loss ended at {last:.4g}, near the {guess:.3f} of a uniform "
+                 "guess: it barely moved; train for more epochs, or with a larger --lr")
+    warn_line(f"the test accuracy {100 * accuracy:.2f}% is no better than chance "
+              f"({100 * chance_accuracy(y_test):.2f}% for always answering the most common "
+              f"digit): the model learned nothing; {cause}")
+
+
+def _finish_done_run(args: argparse.Namespace, saved: Any, network: Any, out: Path,
+                     x_test: Any, y_test: Any, started: float) -> int:
+    """A checkpoint holding the whole run: no training left, so save its model (and report)."""
+    print(f"{args.resume} already holds all {saved.epoch} epochs of this run; nothing left "
+          "to train")
+    network.save(out)
+    _report(network.evaluate(x_test, y_test, batch_size=4096), y_test, saved.history)
+    print(f"wall time: {time.perf_counter() - started:.1f} s (training 0.0 s)")
+    print(f"saved the model to {out}")
+    if args.plots:
+        write_plots(saved.history, network, x_test, y_test, args.plots, quiet=args.quiet)
+    return 0
+
+
+def _refuse_same_file(path: Path, option: str, other: str, other_option: str) -> None:
+    if Path(other).resolve() == path.resolve():
+        raise ValueError(f"{option} and {other_option} name the same file, {other}; the model "
+                         "would replace the checkpoint: give --out another name")
+
+
+# -- resuming ---------------------------------------------------------------------------
+
+
+def _resume(args: argparse.Namespace, recipe: Any) -> tuple[Any, Any, Any]:
+    """The checkpoint, its network, and the recipe that continues it.
+
+    The network and optimizer come from the checkpoint, so options that
+    contradict them are refused rather than printed and ignored; options the
+    checkpoint cannot know (learning-rate schedule, epochs, shifts) apply,
+    and a changed schedule is said (``_say_schedule_change``).
+    """
+    from ..checkpoint import load_checkpoint
+
+    path = args.resume
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    kind = picture_format(path)
+    if kind is not None:
+        raise ValueError(f"--resume {path} looks like a picture ({kind}), not a checkpoint")
+    saved = load_checkpoint(path)
+    network = saved.build_network()
+    own = _recipe_of(network, path)
+    given = {"layers": args.layers, "activation": args.activation, "dropout": args.dropout,
+             "optimizer": args.optimizer, "weight_decay": args.weight_decay}
+    seed = saved.fit_settings.get("seed")
+    conflicts = [(name, value, own[name]) for name, value in given.items()
+                 if value is not None and _differs(value, own[name])]
+    if args.seed is not None and seed is not None and args.seed != seed:
+        conflicts.append(("seed", args.seed, seed))
+    if conflicts:
+        raise ValueError(
+            f"a resumed run continues the network, optimizer and random state of {path}; "
+            + ", ".join(f"--{name.replace('_', '-')} {_show(value)} differs from its "
+                        f"{_show(theirs)}" for name, value, theirs in conflicts)
+            + ": leave these options out when resuming, or start a new run without --resume"
+        )
+    changes = dict(own)
+    if args.batch_size is None and "batch_size" in saved.fit_settings:
+        changes["batch_size"] = int(saved.fit_settings["batch_size"])
+    if args.seed is None and isinstance(seed, int):
+        changes["seed"] = seed
+    recipe = recipe.replace(**changes)
+    if saved.epoch > recipe.epochs or (saved.epoch == recipe.epochs and saved.step):
+        raise ValueError(
+            f"{path} already holds {saved.epoch} epochs"
+            + (f" and {saved.step} steps" if saved.step else "")
+            + f", more than --epochs {recipe.epochs} (which counts the whole run); give "
+            f"--epochs {saved.epoch + (1 if saved.step else 0)} or more"
+        )
+    return saved, network, recipe
+
+
+def _differs(value: Any, theirs: Any) -> bool:
+    if isinstance(value, tuple):
+        return tuple(value) != tuple(theirs)
+    if isinstance(value, float):
+        return not math.isclose(value, float(theirs), rel_tol=1e-9, abs_tol=0.0)
+    return value != theirs
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return join(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _recipe_of(network: Any, path: str) -> dict[str, Any]:
+    """The recipe settings that built ``network``: verified by building it again.
+
+    Raises ``ValueError`` for a checkpoint that ``chainrule train`` did not
+    write (its network or optimizer is not one a recipe builds).
+    """
+    from ..recipes import DigitRecipe, build_network
+
+    config = network.get_config()
+    layers = config["layers"]
+    dense = [c for c in layers if c["type"] == "Dense"]
+    own: dict[str, Any] = {
+        "layers": tuple([c["in_features"] for c in dense[:1]] + [c["out_features"] for c in dense]),
+        "input_dropout": layers[0]["p"] if layers and layers[0]["type"] == "Dropout" else 0.0,
+        "dropout": next((c["p"] for i, c in enumerate(layers)
+                         if c["type"] == "Dropout" and i > 0), 0.0),
+        "activation": next((_ACTIVATION_NAMES[c["type"]] for c in layers
+                            if c["type"] in _ACTIVATION_NAMES), DigitRecipe().activation),
+        "optimizer": str(config["optimizer"]["type"]).lower(),
+        "weight_decay": float(config["optimizer"].get("weight_decay", 0.0)),
+    }
+    try:
+        rebuilt = build_network(DigitRecipe().replace(**own)).get_config()
+    except (ValueError, KeyError, TypeError):
+        rebuilt = None
+    same = rebuilt is not None and rebuilt["layers"] == layers and rebuilt["loss"] == config["loss"] \
+        and {k: v for k, v in rebuilt["optimizer"].items() if k != "lr"} \
+        == {k: v for k, v in config["optimizer"].items() if k != "lr"}
+    if not same:
+        raise ValueError(
+            f"{path} holds a network that chainrule train does not build ({_describe(network)}); "
+            "continue it from Python with fit(..., resume=PATH)"
+        )
+    return own
+
+
+def _describe(network: Any) -> str:
+    return " ".join(repr(layer) for layer in network.layers) + f", {network.optimizer!r}"
+
+
+def _say_schedule_change(saved: Any, recipe: Any) -> None:
+    """Say so when the options' learning-rate schedule is not the one the checkpoint ran."""
+    from ..recipes import build_callbacks
+
+    epoch = saved.epoch if saved.step else saved.epoch - 1  # the epoch whose lr it holds
+    if epoch < 0:
+        return
+    ran = float(saved.config["optimizer"]["lr"])
+    planned = float(build_callbacks(recipe)[0].schedule(epoch))
+    if not math.isclose(ran, planned, rel_tol=1e-6):
+        warn_line(
+            f"the learning rate changes from the checkpoint's run: its epoch {epoch + 1} ran at "
+            f"lr {ran:.4g}, where these options (--lr {recipe.lr:g}, --final-lr "
+            f"{recipe.final_lr:g}, --epochs {recipe.epochs}) put {planned:.4g}; the rest of the "
+            "run follows these options"
+        )
 
 
 def _progress_level(choice: str) -> int:
