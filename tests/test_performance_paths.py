@@ -129,3 +129,164 @@ def test_split_is_off_by_default_and_plain_matmul_outside_a_step():
     assert threaded_matmul.enabled is False
     a = np.arange(12.0).reshape(3, 4)
     assert np.array_equal(threaded_matmul(a, a.T), a @ a.T)
+
+
+# -- the thread policy (chainrule.threads) ------------------------------------------------
+
+from chainrule import threads as threads_module  # noqa: E402
+
+
+class _FakeBlas:
+    """Stands in for threadpoolctl: a thread count and a clock that a fake step advances."""
+
+    def __init__(self, monkeypatch, default=2):
+        self.threads = default
+        self.now = 0.0
+        self.history = []
+        monkeypatch.setattr(threads_module, "blas_threads", lambda: default)
+        monkeypatch.setattr(threads_module, "set_blas_threads", self.set)
+        monkeypatch.setattr(threads_module, "_current", lambda: [(self, self.threads)])
+
+    def set(self, n):
+        self.threads = n
+
+    def set_num_threads(self, n):  # the controller interface used to restore
+        self.threads = n
+
+    def clock(self):
+        return self.now
+
+
+def _step_timed(fake, cost):
+    """A fake training step whose duration per sample is ``cost(threads)``."""
+
+    def step(x):
+        fake.history.append(fake.threads)
+        fake.now += cost(fake.threads) * len(x)
+        return len(x)
+
+    return step
+
+
+def test_auto_picks_the_faster_thread_count_and_restores_the_setting(monkeypatch):
+    fake = _FakeBlas(monkeypatch)
+    policy = threads_module.ThreadPolicy("auto", work=1e9, clock=fake.clock)
+    step = policy.wrap(_step_timed(fake, lambda n: 1.0 if n == 1 else 0.5))
+    batch = np.zeros((4, 1))
+    for _ in range(20):
+        step(batch)
+        assert fake.threads == 2  # the BLAS's own setting is back after every step
+    # the probe: one uncounted step then three counted ones on each candidate
+    assert fake.history[:8] == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert policy.decisions[0] == (2, 0.5)
+    assert fake.history[8:] == [2] * 12
+
+
+def test_auto_follows_a_change_of_load(monkeypatch):
+    fake = _FakeBlas(monkeypatch)
+    policy = threads_module.ThreadPolicy("auto", work=1e9, clock=fake.clock)
+    load = {"busy": False}
+    # idle: 2 threads twice as fast; busy: 2 threads ten times slower than 1
+    cost = lambda n: (1.0 if n == 1 else 10.0) if load["busy"] else (1.0 if n == 1 else 0.5)  # noqa: E731
+    step = policy.wrap(_step_timed(fake, cost))
+    batch = np.zeros((1, 1))
+    for _ in range(10):
+        step(batch)
+    assert policy.choice == 2
+    load["busy"] = True
+    for _ in range(30):
+        step(batch)
+    assert policy.choice == 1  # the chosen count became 20x slower: measured again, switched
+    assert [d[0] for d in policy.decisions] == [2, 1]
+    # after the switch the probe of 2 threads is repeated only rarely: mostly 1 thread
+    before = len(fake.history)
+    for _ in range(100):
+        step(batch)
+    assert fake.history[before:].count(1) >= 90
+
+
+def test_auto_rechecks_after_its_interval(monkeypatch):
+    fake = _FakeBlas(monkeypatch)
+    policy = threads_module.ThreadPolicy("auto", work=1e9, clock=fake.clock)
+    step = policy.wrap(_step_timed(fake, lambda n: 0.01 if n == 1 else 0.02))
+    for _ in range(8):
+        step(np.zeros((1, 1)))
+    assert len(policy.decisions) == 1 and policy.choice == 1
+    steps = int(threads_module.RECHECK_SECONDS / 0.01) + 10
+    for _ in range(steps):
+        step(np.zeros((1, 1)))
+    assert len(policy.decisions) == 2  # measured again once RECHECK_SECONDS had passed
+
+
+def test_small_steps_stay_on_one_thread_and_fixed_counts_are_kept(monkeypatch):
+    _FakeBlas(monkeypatch, default=4)
+    assert threads_module.ThreadPolicy("auto", work=threads_module.MIN_WORK - 1).candidates == [1]
+    assert threads_module.ThreadPolicy("auto", work=threads_module.MIN_WORK).candidates == [1, 4]
+    assert threads_module.ThreadPolicy(3).candidates == [3]
+    for bad in ("fast", 0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be 'auto' or an integer >= 1"):
+            threads_module.ThreadPolicy(bad)
+
+
+def test_fixed_threads_apply_during_the_step_only_even_when_it_raises():
+    pytest.importorskip("threadpoolctl")
+    blas = threads_module._blas()
+    if not blas:
+        pytest.skip("threadpoolctl finds no BLAS to control in this NumPy build")
+    before = [c.get_num_threads() for c in blas]
+    target = 2 if before[0] != 2 else 1
+    seen = []
+
+    def step(x):
+        seen.append([c.get_num_threads() for c in blas])
+        if len(seen) == 2:
+            raise RuntimeError("boom")
+        return x
+
+    wrapped = threads_module.ThreadPolicy(target).wrap(step)
+    wrapped(np.zeros((2, 1)))
+    with pytest.raises(RuntimeError, match="boom"):
+        wrapped(np.zeros((2, 1)))
+    assert seen == [[target] * len(blas)] * 2
+    assert [c.get_num_threads() for c in blas] == before
+
+
+def test_fit_threads_argument_is_checked_and_gives_the_same_training():
+    x, y = _data(64)
+    a, b, c = _net(seed=2), _net(seed=2), _net(seed=2)
+    ha = a.fit(x, y, epochs=2, batch_size=16, seed=0, verbose=0, threads=1)
+    hb = b.fit(x, y, epochs=2, batch_size=16, seed=0, verbose=0, threads="auto")
+    hc = c.fit(x, y, epochs=2, batch_size=16, seed=0, verbose=0, threads=None)
+    assert ha["loss"] == hb["loss"] == hc["loss"]  # small steps: one thread either way
+    with pytest.raises(ValueError, match="threads must be"):
+        _net().fit(x, y, epochs=1, verbose=0, threads="many")
+
+
+def test_fit_batch_size_one_sends_vectors_through_the_one_sample_path():
+    x, y = _data(12)
+    a, b = _net(seed=4), _net(seed=4)
+    shapes = []
+    first = a.layers[0]
+    original = first.forward
+
+    def spy(inputs, *args, **kwargs):
+        shapes.append(inputs.shape)
+        return original(inputs, *args, **kwargs)
+
+    first.forward = spy
+    history = a.fit(x, y, epochs=1, batch_size=1, shuffle=False, verbose=0)
+    assert set(shapes) == {(20,)}
+    losses = [b.train_step(x[i], y[i]) for i in range(12)]
+    assert history["loss"][0] == pytest.approx(np.mean(losses), rel=1e-6)
+    for name, p in a.parameters().items():
+        assert np.array_equal(p, b.parameters()[name]), name
+
+
+def test_predict_on_large_inputs_in_chunks_matches_one_piece():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8 * threads_module.PREDICT_ROWS + 5, 20)).astype(np.float32)
+    net = _net()
+    whole = net.predict(x, threads=None)
+    chunked = net.predict(x, threads=1)  # one thread, in chunks of PREDICT_ROWS rows
+    assert np.array_equal(whole, chunked)
+    np.testing.assert_allclose(net.predict(x), whole, rtol=1e-5, atol=1e-6)  # "auto"
