@@ -381,23 +381,31 @@ class LiveUpdates(Callback):
 
     ``health`` is the :class:`HealthCheck` that runs before this callback;
     its latest report gives the gradient norms, the dead and saturated shares
-    and the problems in words.
+    and the problems in words. A run of more than ``max_points`` steps sends
+    the mean loss of every ``k`` steps (``k = ceil(steps / max_points)``), so
+    a long run does not flood the page; shorter runs send every step.
     """
 
-    def __init__(self, job: TrainingJob, health: HealthCheck, step_every: int = 1) -> None:
-        self.job, self.health, self.step_every = job, health, step_every
+    def __init__(self, job: TrainingJob, health: HealthCheck, max_points: int = 3000) -> None:
+        self.job, self.health, self.max_points = job, health, max_points
         self.step = 0
+        self.every = 1
+        self._losses: list[float] = []
         self.started = time.perf_counter()
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
+        total = logs["epochs"] * logs["steps"]
+        self.every = max(1, math.ceil(total / self.max_points))
         self.job.emit({"type": "begin", "epochs": logs["epochs"], "steps": logs["steps"],
-                       "samples": logs["samples"]})
+                       "samples": logs["samples"], "every": self.every})
         self._maybe_stop()
 
     def on_batch_end(self, step: int, logs: dict[str, float]) -> None:
         self.step += 1
-        if self.step % self.step_every == 0:
-            self.job.emit({"type": "step", "step": self.step, "loss": float(logs["loss"])})
+        self._losses.append(float(logs["loss"]))
+        if len(self._losses) == self.every:
+            self.job.emit({"type": "step", "step": self.step, "loss": float(np.mean(self._losses))})
+            self._losses.clear()
         self._maybe_stop()
 
     def _maybe_stop(self) -> None:

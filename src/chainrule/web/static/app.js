@@ -243,16 +243,16 @@ $("finetune").addEventListener("click", async () => {
 
 // -- training -----------------------------------------------------------------------------------
 
-const charts = { loss: [], acc: [] };
+const charts = { loss: [], acc: [], epochs: 0 };
 
-function drawChart(canvasId, points, yMin, yMax, color) {
+function drawChart(canvasId, points, yMin, yMax, color, xLimit) {
   const c = $(canvasId), ctx = c.getContext("2d");
   ctx.clearRect(0, 0, c.width, c.height);
   c.dataset.points = String(points.length);
   if (!points.length) return;
   const lo = yMin !== null ? yMin : Math.min(...points.map((p) => p[1]));
   const hi = yMax !== null ? yMax : Math.max(...points.map((p) => p[1]));
-  const xMax = Math.max(...points.map((p) => p[0]), 1);
+  const xMax = Math.max(xLimit || 0, ...points.map((p) => p[0]), 1);
   const pad = 28, w = c.width - pad - 8, h = c.height - 2 * 10;
   const X = (x) => pad + w * x / xMax, Y = (y) => 10 + h * (1 - (y - lo) / ((hi - lo) || 1));
   ctx.strokeStyle = "#ccd"; ctx.fillStyle = "#6b7385"; ctx.font = "11px sans-serif";
@@ -275,6 +275,8 @@ function drawWeights(weights) {
   const size = weights.height * weights.width, cols = 8;
   const scale = Math.max(1, Math.floor(c.width / cols / (weights.width + 1)));
   const cell = (weights.width + 1) * scale;
+  c.height = Math.ceil(weights.count / cols) * cell;
+  ctx.fillStyle = "#808080"; ctx.fillRect(0, 0, c.width, c.height);
   for (let k = 0; k < weights.count; k++) {
     paintGrey(c, bytes.subarray(k * size, (k + 1) * size), weights.width, weights.height, 0, 255,
               (k % cols) * cell, Math.floor(k / cols) * cell, scale);
@@ -305,7 +307,7 @@ let currentJob = null, seen = 0, trainedModel = null;
 function onEvent(event) {
   if (event.job !== currentJob) {
     if (event.n !== 0) return; // joined mid-way after a reconnect: the replay starts at 0
-    currentJob = event.job; seen = 0;
+    currentJob = window.chainrule.job = event.job; seen = 0;
     charts.loss = []; charts.acc = [];
   }
   if (event.n < seen) return; // a replay after reconnecting
@@ -313,6 +315,10 @@ function onEvent(event) {
   const label = event.kind === "default" ? "default digit model" : event.kind;
   if (event.type === "begin") {
     setRunning(true);
+    charts.epochs = event.epochs;
+    drawWeights(null);
+    showHealth({});
+    $("weights-epoch").textContent = "";
     drawChart("loss-chart", [], null, null, "#2a6df4");
     drawChart("acc-chart", [], 0, 1, "#1a9e55");
     $("train-status").textContent = `${label}: ${event.epochs} epochs of ${event.steps} steps`;
@@ -324,7 +330,7 @@ function onEvent(event) {
   } else if (event.type === "epoch") {
     drawChart("loss-chart", charts.loss, 0, null, "#2a6df4");
     if (event.val_accuracy !== undefined) charts.acc.push([event.epoch, event.val_accuracy]);
-    drawChart("acc-chart", charts.acc, null, 1, "#1a9e55");
+    drawChart("acc-chart", charts.acc, null, 1, "#1a9e55", charts.epochs);
     $("weights-epoch").textContent = `after epoch ${event.epoch}`;
     drawWeights(event.weights);
     showHealth(event);
