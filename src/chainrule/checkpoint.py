@@ -231,12 +231,13 @@ def save_checkpoint(
     from .training import History
 
     params = network.parameters()
-    tensors = {f"model.{name}": np.ascontiguousarray(a) for name, a in state_arrays(network).items()}
+    # np.require keeps 0-d buffers (num_batches_tracked) 0-d; ascontiguousarray makes them (1,)
+    tensors = {f"model.{name}": np.require(a, requirements="C") for name, a in state_arrays(network).items()}
     state = network.optimizer.state
     if state:
         for name, per_param in zip(params, state, strict=True):
             for key, value in per_param.items():
-                tensors[f"optimizer.{name}.{key}"] = np.ascontiguousarray(value)
+                tensors[f"optimizer.{name}.{key}"] = np.require(value, requirements="C")
     if rng_state is None and rng is not None:
         rng_state = rng.bit_generator.state
     layer_rngs = {

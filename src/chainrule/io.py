@@ -314,7 +314,7 @@ def tensor_digest(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> s
     h = hashlib.sha256()
     _digest_header(h, metadata)
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
+        array = np.asarray(tensors[name])  # keeps a 0-d tensor 0-d (ascontiguousarray would not)
         little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         _digest_tensor_head(h, name, array.dtype.name, array.shape, little.nbytes)
         h.update(little.reshape(-1).view(np.uint8))
@@ -336,7 +336,8 @@ def save(network: Any, path: str | PathLike, *, metadata: dict[str, str] | None 
     """
     from safetensors.numpy import save as to_bytes
 
-    tensors = {name: np.ascontiguousarray(a) for name, a in state_arrays(network).items()}
+    # np.require keeps 0-d buffers (num_batches_tracked) 0-d; ascontiguousarray makes them (1,)
+    tensors = {name: np.require(a, requirements="C") for name, a in state_arrays(network).items()}
     extra = dict(metadata or {})
     metadata = model_metadata(network)
     clash = sorted(set(extra) & (set(metadata) | {DIGEST_KEY}))
@@ -674,7 +675,7 @@ def _read_header(path: str, fd: int, size: int) -> SafetensorsFile:
     if size < 8:
         raise bad(f"header too small ({size} bytes)")
     n = int.from_bytes(first[:8], "little")
-    if looks is not None and (n > MAX_HEADER_BYTES or 8 + n > size):
+    if looks is not None and 8 + n > size:
         raise ModelFileError(f"{path} looks like {looks}, not a safetensors model file")
     if n > MAX_HEADER_BYTES:
         raise bad(f"header too large ({n:,} bytes; at most {MAX_HEADER_BYTES:,} are read)")
@@ -1068,13 +1069,31 @@ def network_from_config(config: dict[str, Any], path: str) -> Any:
     from .optimizers import get_optimizer
 
     try:
-        layers = [layer_from_config(dict(c)) for c in config["layers"]]
+        layers = [_build_layer(c, config["dtype"]) for c in config["layers"]]
         return Network(layers, loss=get_loss(dict(config["loss"])),
                        optimizer=get_optimizer(dict(config["optimizer"])), dtype=config["dtype"])
     except MemoryError:
         raise ModelFileError(f"{path}: not enough memory to build its network") from None
     except Exception as error:  # noqa: BLE001 -- whatever a hostile field provokes, report it as the file's fault
         raise ModelFileError(f"{path}: invalid architecture metadata: {cut(str(error))}") from None
+
+
+def _build_layer(config: dict[str, Any], dtype: str) -> Any:
+    """``layer_from_config``, in ``dtype`` from the start where the layer takes a ``dtype``
+    (a float64 build cast afterwards would need three times the memory for a moment)."""
+    import inspect
+
+    from .layers import _REGISTRY, layer_from_config
+
+    settings = dict(config)
+    cls = _REGISTRY.get(settings.get("type"))
+    try:
+        takes_dtype = cls is not None and "dtype" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        takes_dtype = False
+    if takes_dtype:
+        settings["dtype"] = dtype
+    return layer_from_config(settings)
 
 
 def check_values(name: str, array: np.ndarray, path: str) -> None:
