@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NonFiniteLossError
+from .threads import blas_threads, thread_policy
 
 __all__ = [
     "fit",
@@ -230,6 +231,7 @@ def fit(
     sample_weight: Any = None,
     class_weight: Any = None,
     validation_split: float | None = None,
+    threads: int | str | None = "auto",
 ) -> History:
     """Train ``network`` on ``(x, y)`` with minibatch steps.
 
@@ -286,6 +288,14 @@ def fit(
         classification stratified by class. Unlike Keras, which holds out the
         *last* rows, class-sorted data trains and validates on every class.
         See ``train_validation_split``.
+    threads : "auto", int or None
+        BLAS threads for the steps' matrix products (``chainrule.threads``):
+        ``"auto"`` measures one thread against all of them as training goes
+        and keeps the faster (large steps only; small ones stay on one), an
+        integer fixes the count (bit-for-bit repeatable runs), ``None``
+        leaves the BLAS as it is. The BLAS's own setting is restored after
+        every step. With ``batch_size=1`` each step gets one sample as a
+        vector (shape ``(features,)``), the one-sample path of every layer.
 
     Returns
     -------
@@ -337,6 +347,11 @@ def fit(
 
             val_weight = check_sample_weight(validation_data[2], len(x_val))
     n_batches = math.ceil(n / batch_size)
+    # BLAS threads for the steps' products (chainrule.threads): measured, fixed, or left alone.
+    train_step = network.train_step
+    policy = thread_policy(threads, network, batch_size)
+    if policy is not None and (policy.adaptive or policy.choice != blas_threads()):
+        train_step = policy.wrap(network.train_step)
     settings = {"batch_size": batch_size, "shuffle": bool(shuffle), "samples": n,
                 "seed": seed if isinstance(seed, int) else None}
 
@@ -403,11 +418,13 @@ def fit(
             rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
             xb = x[rows] if x_epoch is None else x_epoch[start : start + batch_size]
             yb = y[rows]
+            if batch_size == 1:  # one sample as a vector: the outer-product path of Dense
+                xb, yb = xb[0], yb[0]
             try:
                 if sample_weight is None and class_weight is None:
-                    loss = network.train_step(xb, yb)
+                    loss = train_step(xb, yb)
                 else:
-                    loss = network.train_step(
+                    loss = train_step(
                         xb, yb, class_weight=class_weight,
                         sample_weight=None if sample_weight is None else sample_weight[rows],
                     )
@@ -417,8 +434,8 @@ def fit(
                     f"training diverged at epoch {epoch + 1}, step {step + 1}: {error}. "
                     f"Try a smaller learning rate (lr is {lr})."
                 ) from None
-            total += loss * len(xb)
-            seen += len(xb)
+            total += loss * (1 if batch_size == 1 else len(xb))
+            seen += 1 if batch_size == 1 else len(xb)
             steps_done = step + 1
             for callback in batch_hooks:
                 callback.on_batch_end(step, {"loss": loss})
