@@ -114,7 +114,7 @@ class Layer:
         """Cast parameters and gradient buffers to ``dtype`` in place."""
         for name in self.params:
             self.params[name] = self.params[name].astype(dtype, copy=False)
-            self.grads[name] = np.zeros_like(self.params[name])
+            self.grads[name] = np.zeros(self.params[name].shape, self.params[name].dtype)  # calloc: no pages touched until used
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able recipe that ``layer_from_config`` turns back into this layer."""

@@ -163,7 +163,7 @@ class Conv2D(Layer):
         self.params["weight"] = weight
         if self.use_bias:
             self.params["bias"] = np.zeros(self.out_channels, dtype=dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {k: np.zeros(v.shape, v.dtype) for k, v in self.params.items()}  # calloc: lazily committed
         self._cache: tuple[np.ndarray, tuple[int, ...]] | None = None
 
     # -- shapes ------------------------------------------------------------------

@@ -69,7 +69,7 @@ class Dense(Layer):
         self.params["weight"] = weight
         if self.use_bias:
             self.params["bias"] = np.zeros(self.out_features, dtype=dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {k: np.zeros(v.shape, v.dtype) for k, v in self.params.items()}  # calloc: lazily committed
 
     @property
     def weight(self) -> np.ndarray:

@@ -89,7 +89,7 @@ class _BatchNorm(Layer):
         if self.affine:
             self.params["weight"] = np.ones(self.num_features, dtype=dtype)
             self.params["bias"] = np.zeros(self.num_features, dtype=dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {k: np.zeros(v.shape, v.dtype) for k, v in self.params.items()}  # calloc: lazily committed
         self._buffers: dict[str, np.ndarray] = {
             "running_mean": np.zeros(self.num_features, dtype=dtype),
             "running_var": np.ones(self.num_features, dtype=dtype),
