@@ -1,9 +1,10 @@
 """ONNX export: one ONNX node (or two) per chainrule layer, inference mode.
 
-The graph takes ``input`` shaped ``(batch, in_features)``, with ``batch`` a
-symbolic (dynamic) dimension, and returns ``output`` shaped
-``(batch, out_features)`` in the network's dtype. Each layer maps to
-standard operators of the default ONNX domain:
+The graph takes ``input`` shaped ``(batch, in_features)`` (or, for a
+network on images, ``(batch, C, H, W)``), with ``batch`` a symbolic (dynamic)
+dimension, and returns ``output`` shaped ``(batch, out_features)`` in the
+network's dtype. Each layer maps to standard operators of the default ONNX
+domain:
 
 =================  =========================================================
 chainrule          ONNX
@@ -17,6 +18,13 @@ Tanh               ``Tanh``
 Softmax            ``Softmax(axis=-1)`` (per row, as in chainrule)
 Identity           ``Identity``
 Dropout            ``Identity`` (dropout is off in inference)
+Conv2D             ``Conv(x, W, b)`` with ``kernel_shape``, ``strides`` and
+                   ``pads`` ``[ph, pw, ph, pw]``; cross-correlation in both
+MaxPool2D          ``MaxPool`` (``kernel_shape``, ``strides``, no padding)
+AvgPool2D          ``AveragePool`` (the same; no padding, so no pad counting)
+Flatten            ``Flatten(axis=1)``: row-major, as chainrule and PyTorch
+BatchNorm1d/2d     ``BatchNormalization`` in inference form: the running
+                   statistics, ``epsilon``; weight 1 and bias 0 without ``affine``
 =================  =========================================================
 
 Any other layer (a user's own ``Layer`` subclass) raises ``ExportError``
@@ -25,7 +33,7 @@ naming it rather than exporting something that computes a different function.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any
 
@@ -44,7 +52,11 @@ class ExportError(ValueError):
 
 
 def to_onnx(
-    network: Any, path: str | PathLike | None = None, *, opset: int = DEFAULT_OPSET
+    network: Any,
+    path: str | PathLike | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    input_shape: Sequence[int] | None = None,
 ) -> Any:
     """Export ``network``'s inference graph to ONNX.
 
@@ -55,12 +67,15 @@ def to_onnx(
         Where to write the ``.onnx`` file (atomically); ``None`` only returns the model.
     opset : int
         ONNX operator set version (13 or newer; default ``DEFAULT_OPSET``).
+    input_shape : (C, H, W), optional
+        One image's shape, for a network on images; without it the graph's
+        input is ``(batch, C, "height", "width")``, height and width symbolic.
 
     Returns
     -------
     onnx.ModelProto
         Checked with ``onnx.checker.check_model``; input ``"input"`` shaped
-        ``("batch", in_features)``, output ``"output"``.
+        ``("batch", in_features)`` or ``("batch", C, H, W)``, output ``"output"``.
 
     Raises
     ------
@@ -79,8 +94,12 @@ def to_onnx(
     if opset < _MIN_OPSET:
         raise ValueError(f"opset must be >= {_MIN_OPSET} (per-row Softmax), got {opset}")
     n_in, n_out = network.in_features, network.out_features
-    if n_in is None:
+    if getattr(network, "takes_images", False):
+        input_dims: list[Any] = ["batch", *_image_dims(network, input_shape)]
+    elif n_in is None:
         raise ExportError("cannot export a network whose input width is unknown (no Dense layer)")
+    else:
+        input_dims = ["batch", n_in]
     elem_type = {np.dtype(np.float32): TensorProto.FLOAT,
                  np.dtype(np.float64): TensorProto.DOUBLE}[np.dtype(network.dtype)]
 
@@ -102,7 +121,7 @@ def to_onnx(
     model = helper.make_model(
         helper.make_graph(
             graph.nodes, "chainrule",
-            inputs=[helper.make_tensor_value_info("input", elem_type, ["batch", n_in])],
+            inputs=[helper.make_tensor_value_info("input", elem_type, input_dims)],
             outputs=[helper.make_tensor_value_info("output", elem_type, ["batch", n_out])],
             initializer=graph.initializers,
         ),
@@ -160,6 +179,48 @@ def _dense(g: _Graph, layer: Any, x: str, name: str) -> str:
     return g.node("Gemm", inputs, name, transB=1)
 
 
+def _image_dims(network: Any, input_shape: Sequence[int] | None) -> list[Any]:
+    """``[C, H, W]`` of the input: given, or the channels from the first layer and H, W symbolic."""
+    first = network.layers[0]
+    channels = getattr(first, "in_channels", getattr(first, "num_features", "channels"))
+    if input_shape is None:
+        return [channels, "height", "width"]
+    dims = [int(d) for d in input_shape]
+    if len(dims) != 3 or min(dims) < 1:
+        raise ValueError(f"input_shape must be one image's (C, H, W), got {tuple(input_shape)}")
+    if isinstance(channels, int) and dims[0] != channels:
+        raise ValueError(f"input_shape {tuple(dims)} has {dims[0]} channels; {first.name} "
+                         f"takes {channels}")
+    return dims
+
+
+def _conv(g: _Graph, layer: Any, x: str, name: str) -> str:
+    inputs = [x, g.constant(f"{name}.weight", layer.params["weight"])]
+    if layer.use_bias:
+        inputs.append(g.constant(f"{name}.bias", layer.params["bias"]))
+    (ph, pw) = layer.padding
+    return g.node("Conv", inputs, name, kernel_shape=list(layer.kernel_size),
+                  strides=list(layer.stride), pads=[ph, pw, ph, pw])
+
+
+def _pool(op: str) -> Callable[[_Graph, Any, str, str], str]:
+    def export(g: _Graph, layer: Any, x: str, name: str) -> str:
+        return g.node(op, [x], name, kernel_shape=list(layer.kernel_size),
+                      strides=list(layer.stride))
+
+    return export
+
+
+def _batch_norm(g: _Graph, layer: Any, x: str, name: str) -> str:
+    c = layer.num_features
+    weight = layer.params["weight"] if layer.affine else np.ones(c)
+    bias = layer.params["bias"] if layer.affine else np.zeros(c)
+    inputs = [x, g.constant(f"{name}.weight", weight), g.constant(f"{name}.bias", bias),
+              g.constant(f"{name}.running_mean", layer.running_mean),
+              g.constant(f"{name}.running_var", layer.running_var)]
+    return g.node("BatchNormalization", inputs, name, epsilon=layer.eps)
+
+
 def _sigmoid(g: _Graph, layer: Any, x: str, name: str) -> str:
     if layer.scale != 1.0:
         x = g.node("Mul", [x, g.constant(f"{name}.scale", layer.scale)], f"{name}.scaled")
@@ -168,7 +229,7 @@ def _sigmoid(g: _Graph, layer: Any, x: str, name: str) -> str:
 
 def _exporters() -> dict[type, Callable[[_Graph, Any, str, str], str]]:
     from ..activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-    from ..layers import Dense, Dropout
+    from ..layers import AvgPool2D, BatchNorm1d, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, MaxPool2D
 
     return {
         Dense: _dense,
@@ -180,4 +241,10 @@ def _exporters() -> dict[type, Callable[[_Graph, Any, str, str], str]]:
         Softmax: lambda g, layer, x, name: g.node("Softmax", [x], name, axis=-1),
         Identity: lambda g, layer, x, name: g.node("Identity", [x], name),
         Dropout: lambda g, layer, x, name: g.node("Identity", [x], name),
+        Conv2D: _conv,
+        MaxPool2D: _pool("MaxPool"),
+        AvgPool2D: _pool("AveragePool"),
+        Flatten: lambda g, layer, x, name: g.node("Flatten", [x], name, axis=1),
+        BatchNorm1d: _batch_norm,
+        BatchNorm2d: _batch_norm,
     }
