@@ -14,7 +14,7 @@ from .diagnostics import HealthCheck, TrainingHealthWarning
 from .errors import ModelFileError, NonFiniteLossError
 from .gradcheck import GradientReport, check_gradients
 from .io import load
-from .layers import Dense, Dropout, Layer
+from .layers import AvgPool2D, BatchNorm1d, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError, SquaredError
 from .network import Network
 from .optimizers import SGD, Adam, Optimizer
@@ -34,6 +34,12 @@ __all__ = [
     "Layer",
     "Dense",
     "Dropout",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Flatten",
     "Identity",
     "ReLU",
     "LeakyReLU",
