@@ -19,6 +19,7 @@ from .losses import Loss, get_loss
 from .optimizers import SGD, Optimizer, get_optimizer
 from . import kernels
 from .parallel import threaded_matmul
+from .resources import check_mlp_memory
 from .threads import PREDICT_ROWS, predict_policy
 
 __all__ = ["Network", "check_tensors"]
@@ -98,10 +99,18 @@ class Network:
         ``Dropout(dropout)`` when ``dropout > 0``), the last by
         ``output_activation`` if one is given. ``init`` defaults to He for
         relu-family activations and Glorot otherwise.
+
+        Before allocating anything, the memory the network needs (parameters,
+        gradients, optimizer state, one batch of 32's activations) is compared
+        with what is available (``chainrule.resources``); too much raises
+        ``InsufficientMemoryError`` (a ``MemoryError`` and a ``ValueError``)
+        stating both.
         """
         sizes = [operator.index(s) for s in sizes]  # 2.5 is an error, not 2
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes needs at least two positive widths, got {sizes}")
+        # Refuse (InsufficientMemoryError) before allocating what cannot fit.
+        check_mlp_memory(sizes, optimizer=optimizer, dtype=dtype, bias=bias, dropout=bool(dropout))
         rng = np.random.default_rng(seed)
         get_activation(activation)  # an unknown name is an error even for a single layer
         act_name = activation if isinstance(activation, str) else type(activation).__name__
