@@ -406,3 +406,44 @@ def test_default_model_training_on_first_use(tmp_path):
     assert service.default == "mnist-mlp"
     assert (tmp_path / "mnist-mlp.safetensors").is_file()
     assert any(e["type"] == "epoch" for e in job.events)
+
+
+# -- a convolutional model --------------------------------------------------------------------
+
+
+def test_cnn_look_inside_is_the_first_convolutions_feature_maps(tmp_path, digits):
+    recipes_cnn = pytest.importorskip("chainrule.recipes_cnn")
+    net = recipes_cnn.build_cnn(recipes_cnn.CNNRecipe(channels=(3,), kernel_size=5, hidden=0,
+                                                      dropout=0.0))
+    app = create_app({"cnn": net}, workdir=tmp_path)
+    with TestClient(app) as client:
+        assert client.get("/api/models").json()["models"][0]["kind"] == "cnn"
+        image = digits[0][0]
+        result = client.post("/api/predict", json={"pixels": image.tolist()}).json()
+    x = to_mnist(image).astype(np.float64)
+    np.testing.assert_allclose(result["probabilities"],
+                               probabilities(net, x.reshape(1, 1, 28, 28))[0], atol=1e-6)
+    # conv(1 -> 3, 5x5, padding 2) then relu, by hand: a cross-correlation, as PyTorch's.
+    weight = net.layers[0].params["weight"].astype(np.float64)
+    bias = net.layers[0].params["bias"].astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, 2), (5, 5))  # (28, 28, 5, 5)
+    maps = np.maximum(np.einsum("ijpq,opq->oij", windows, weight[:, 0]) + bias[:, None, None], 0)
+    inside = result["inside"]
+    assert inside["kind"] == "maps" and inside["shape"] == [3, 28, 28] and inside["layer"] == 1
+    np.testing.assert_allclose(np.reshape(inside["values"], (3, 28, 28)), maps, atol=2e-4)
+
+
+def test_cnn_training_from_the_page(client):
+    pytest.importorskip("chainrule.recipes_cnn")
+    assert client.get("/api/models").json()["cnn_available"] is True
+    started = client.post("/api/train", json={"architecture": "cnn", "channels": [2],
+                                              "hidden": [], "samples": 200, "epochs": 1,
+                                              "batch_size": 40})
+    assert started.status_code == 202, started.text
+    job = _wait_for_training(client)
+    assert job["training"]["state"] == "done", job["events"][-1]
+    (epoch,) = [e for e in job["events"] if e["type"] == "epoch"]
+    weights = epoch["weights"]
+    assert (weights["count"], weights["height"], weights["width"]) == (2, 5, 5)
+    name = job["training"]["model"]
+    assert name == "trained-cnn-2" and client.service.model(name).is_cnn

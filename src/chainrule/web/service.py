@@ -276,6 +276,7 @@ class TrainSettings:
     """What the Train page may choose; checked by :meth:`from_request`."""
 
     hidden: tuple[int, ...] = (128,)
+    channels: tuple[int, ...] = (8, 16)
     activation: str = "relu"
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -302,6 +303,12 @@ class TrainSettings:
                     or not all(_is_int(w) and 1 <= w <= 1024 for w in hidden)):
                 raise ServiceError("hidden must be a list of at most 4 widths, each 1..1024")
             values["hidden"] = tuple(hidden)
+        if "channels" in data:
+            channels = data["channels"]
+            if (not isinstance(channels, list) or not 1 <= len(channels) <= 3
+                    or not all(_is_int(c) and 1 <= c <= 64 for c in channels)):
+                raise ServiceError("channels must be a list of 1 to 3 counts, each 1..64")
+            values["channels"] = tuple(channels)
         if "activation" in data:
             values["activation"] = _choice(data["activation"], ACTIVATIONS, "activation")
         if "optimizer" in data:
@@ -317,20 +324,31 @@ class TrainSettings:
         return cls(**values)
 
     def recipe(self) -> Any:
+        """The library recipe these settings pick: ``DigitRecipe`` (MLP) or ``CNNRecipe``.
+
+        Without dropout or augmentation, so that what the page shows is the
+        plain effect of the choices; the learning rate follows the recipes'
+        cosine down to a hundredth of ``lr``.
+        """
+        common = dict(optimizer=self.optimizer, lr=self.lr, final_lr=self.lr / 100,
+                      batch_size=self.batch_size, epochs=self.epochs, dropout=0.0, max_shift=0,
+                      validation=max(1, min(1000, self.samples // 5)))
+        if self.architecture == "cnn":
+            return _cnn_recipe().CNNRecipe().replace(
+                channels=self.channels, hidden=self.hidden[0] if self.hidden else 0, **common)
         from ..recipes import DigitRecipe
 
-        return DigitRecipe().replace(
-            layers=(784, *self.hidden, 10), activation=self.activation, optimizer=self.optimizer,
-            lr=self.lr, final_lr=self.lr / 100, batch_size=self.batch_size, epochs=self.epochs,
-            validation=max(1, min(1000, self.samples // 5)), dropout=0.0, max_shift=0,
-        )
+        return DigitRecipe().replace(layers=(784, *self.hidden, 10),
+                                     activation=self.activation, **common)
 
 
-def _cnn_recipe() -> Callable[..., Network] | None:
-    """The library's CNN builder, when this version has one (``recipes.build_cnn``)."""
-    from .. import recipes
-
-    return getattr(recipes, "build_cnn", None)
+def _cnn_recipe() -> Any:
+    """The library's CNN recipe module (``chainrule.recipes_cnn``), when this version has one."""
+    try:
+        from .. import recipes_cnn
+    except ImportError:  # pragma: no cover - a version without convolutions
+        return None
+    return recipes_cnn
 
 
 def _is_int(value: Any) -> bool:
@@ -717,14 +735,13 @@ class Service:
         x, y = x[: settings.samples], y[: settings.samples]
         recipe = settings.recipe()
         if settings.architecture == "cnn":
-            builder = _cnn_recipe()
-            assert builder is not None
-            network = builder(recipe)
+            network = _cnn_recipe().build_cnn(recipe)
             x, x_test = x.reshape(len(x), 1, 28, 28), x_test.reshape(len(x_test), 1, 28, 28)
+            stem = f"trained-cnn-{'-'.join(map(str, recipe.channels))}"
         else:
             network = build_network(recipe)
-        self._run_fit(job, recipe, network, x, y, x_test, y_test,
-                      stem=f"trained-{'-'.join(map(str, recipe.layers))}")
+            stem = f"trained-{'-'.join(map(str, recipe.layers))}"
+        self._run_fit(job, recipe, network, x, y, x_test, y_test, stem=stem)
 
     def _run_fit(self, job: TrainingJob, recipe: Any, network: Network, x: np.ndarray,
                  y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, stem: str,

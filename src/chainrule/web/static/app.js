@@ -369,10 +369,10 @@ $("train-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("train-error").textContent = "";
   const number = (id) => Number($(id).value);
-  const hidden = $("hidden").value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+  const list = (id) => $(id).value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
   try {
     await api("/api/train", {
-      architecture: $("arch").value, hidden, activation: $("activation").value,
+      architecture: $("arch").value, hidden: list("hidden"), channels: list("channels"), activation: $("activation").value,
       optimizer: $("optimizer").value, lr: number("lr"), batch_size: number("batch"),
       epochs: number("epochs"), samples: number("samples"),
     });
