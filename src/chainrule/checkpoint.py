@@ -71,8 +71,8 @@ try:  # POSIX
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CHECKPOINT_FORMAT_VERSION", "Checkpoint", "checkpoint_lock", "load_checkpoint",
-           "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT_VERSION", "Checkpoint", "CheckpointLock", "checkpoint_lock",
+           "holds_checkpoint_lock", "load_checkpoint", "save_checkpoint"]
 
 #: Version of the checkpoint layout; a checkpoint from a newer version is refused.
 #: Every version requires the SHA-256 digest.
@@ -325,6 +325,29 @@ class CheckpointLock:
 def checkpoint_lock(path: str | PathLike) -> CheckpointLock:
     """``with checkpoint_lock(path):`` holds the run lock on checkpoint ``path`` (see ``CheckpointLock``)."""
     return CheckpointLock(path)
+
+
+def holds_checkpoint_lock(fit: Any) -> Any:
+    """Decorate ``fit`` so that a call with ``checkpoint=PATH`` holds PATH's run lock throughout.
+
+    A second run on the same path raises ``CheckpointInUseError`` before
+    training. Where the checkpoint's directory does not exist, ``fit``'s own
+    check reports it.
+    """
+    import functools
+    import inspect
+
+    signature = inspect.signature(fit)
+
+    @functools.wraps(fit)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        path = signature.bind_partial(*args, **kwargs).arguments.get("checkpoint")
+        if path is None or not os.path.isdir(os.path.dirname(os.path.abspath(os.fspath(path)))):
+            return fit(*args, **kwargs)
+        with CheckpointLock(path):
+            return fit(*args, **kwargs)
+
+    return locked
 
 
 # -- loading -----------------------------------------------------------------------------

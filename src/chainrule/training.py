@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import holds_checkpoint_lock
 from .errors import NonFiniteLossError
 from .threads import blas_threads, thread_policy
 
@@ -213,6 +214,7 @@ def check_finite(array: np.ndarray, what: str) -> None:
     raise ValueError(f"{what} contains NaN or infinite values, first in row {row}")
 
 
+@holds_checkpoint_lock  # one run per checkpoint path, for the run's whole duration
 def fit(
     network: Any,
     x: np.ndarray,
@@ -260,7 +262,8 @@ def fit(
         Write a training checkpoint there (atomically) every
         ``checkpoint_every`` epochs, after the last epoch, and when training
         is stopped early, even mid-epoch (``stop_training``, Ctrl-C in the CLI).
-        See ``chainrule.checkpoint``.
+        The run holds an advisory lock on it throughout: a second run on the
+        same path raises ``CheckpointInUseError``. See ``chainrule.checkpoint``.
     checkpoint_every : int
         Epochs between checkpoints.
     resume : path, optional
