@@ -36,7 +36,7 @@ def test_learning_curves_plot_every_series(tmp_path):
     ax_loss, ax_acc = fig.axes
     loss_lines = {line.get_label(): list(line.get_ydata()) for line in ax_loss.get_lines()}
     assert loss_lines == {
-        "training (running, dropout on)": HISTORY["loss"],
+        "training (running mean over the epoch)": HISTORY["loss"],
         "training": HISTORY["train_loss"],
         "validation": HISTORY["val_loss"],
     }
@@ -58,7 +58,7 @@ def test_learning_curves_from_a_history_and_into_given_axes():
     axes = fig.subplots(1, 2)
     assert plotting.plot_learning_curves(history, axes=axes) is fig
     labels = [line.get_label() for line in axes[0].get_lines()]
-    assert labels == ["training (running, dropout on)", "validation"]
+    assert labels == ["training (running mean over the epoch)", "validation"]
     np.testing.assert_allclose(axes[1].get_lines()[0].get_ydata(), history["val_accuracy"])
 
 

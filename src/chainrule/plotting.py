@@ -107,7 +107,7 @@ def plot_learning_curves(
         fig = ax_loss.figure
     lines = {
         ax_loss: [
-            ("loss", "training (running, dropout on)", {"color": "C0", "ls": ":", "alpha": 0.8}),
+            ("loss", "training (running mean over the epoch)", {"color": "C0", "ls": ":", "alpha": 0.8}),
             ("train_loss", "training", {"color": "C0"}),
             ("val_loss", "validation", {"color": "C1"}),
         ],
