@@ -441,3 +441,243 @@ def test_predict_refuses_a_model_that_is_not_a_digit_classifier(capsys, tmp_path
     Image.new("L", (28, 28), 0).save(image)
     status, _, err = run(capsys, "predict", str(model), str(image))
     assert_one_line_error(status, err, "has 1 outputs; a digit classifier has 10")
+
+
+# -- issue 9 §9: the command line never claims what it did not do ---------------------------------
+
+TINY = ["--limit", "300", "--validation", "100", "--layers", "784,8,10", "--progress", "lines",
+        "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def sgd_checkpoint(tmp_path_factory) -> Path:
+    """Two epochs of a tiny SGD run without dropout, checkpointed."""
+    directory = tmp_path_factory.mktemp("sgd")
+    checkpoint = directory / "run.ckpt"
+    status = cli.main(["train", *TINY, "--epochs", "2", "--optimizer", "sgd", "--dropout", "0",
+                       "--seed", "4", "--checkpoint", str(checkpoint),
+                       "--out", str(directory / "m.safetensors")])
+    assert status == 0
+    return checkpoint
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--optimizer", "adam"], "--optimizer adam differs from its sgd"),
+    (["--dropout", "0.5"], "--dropout 0.5 differs from its 0"),
+    (["--weight-decay", "0.001"], "--weight-decay 0.001 differs from its 0"),
+    (["--activation", "tanh"], "--activation tanh differs from its relu"),
+    (["--seed", "5"], "--seed 5 differs from its 4"),
+])
+def test_resume_refuses_options_that_contradict_the_checkpoint(capsys, tmp_path, sgd_checkpoint,
+                                                               options, says):
+    status, out, err = run(capsys, "train", *TINY, "--epochs", "3", "--resume",
+                           str(sgd_checkpoint), "--out", str(tmp_path / "r.safetensors"),
+                           *options)
+    assert_one_line_error(status, err, says, "leave these options out when resuming")
+    assert out == ""  # no banner naming what would not have been trained
+
+
+def test_resume_trains_what_its_banner_says_and_says_what_changes(capsys, tmp_path,
+                                                                  sgd_checkpoint):
+    # Options repeating the checkpoint are fine; the batch size comes from it when left out.
+    status, out, err = run(capsys, "train", *TINY[:-2], "--epochs", "3", "--optimizer", "sgd",
+                           "--dropout", "0", "--resume", str(sgd_checkpoint),
+                           "--out", str(tmp_path / "r.safetensors"))
+    assert status == 0, err
+    banner = out.splitlines()[0]
+    assert "SGD (Nesterov 0.9)" in banner and "dropout" not in banner and "batch 32" in banner
+    resumed = cr.load(tmp_path / "r.safetensors")
+    assert not any(isinstance(layer, cr.Dropout) for layer in resumed.layers)
+    # A first run of 2 epochs at the default lr ran its 2nd epoch at cosine(2e-3 -> 1e-5) over 2
+    # epochs, epoch index 1: 1e-5 + (2e-3 - 1e-5) * (1 + cos(pi / 2)) / 2 = 1.005e-3. The new
+    # options put 3e-3 + ... cosine over 3 epochs at index 1: 1e-5 + (3e-3 - 1e-5)(1 + 0.5)/2.
+    planned = 1e-5 + (3e-3 - 1e-5) * 0.75
+    status, out, err = run(capsys, "train", *TINY[:-2], "--epochs", "3", "--lr", "0.003",
+                           "--batch-size", "64", "--resume", str(sgd_checkpoint),
+                           "--out", str(tmp_path / "r2.safetensors"))
+    assert status == 0, err
+    assert "Traceback" not in err and "RuntimeWarning" not in err and ".py:" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2, err  # one plain line per warning
+    assert all(line.startswith("chainrule: warning: ") for line in lines)
+    assert f"its epoch 2 ran at lr 0.001005, where these options (--lr 0.003, --final-lr 1e-05, " \
+           f"--epochs 3) put {planned:.4g}" in err
+    assert "batch_size 32 -> 64" in err and "not repeat an uninterrupted one" in err
+    assert "lr 0.003" in out.splitlines()[0] and "batch 64" in out.splitlines()[0]
+
+
+def test_a_closed_output_pipe_does_not_lose_the_model(tmp_path):
+    """``chainrule train ... | head -3``: the reader leaves, training goes on and saves."""
+    model = tmp_path / "piped.safetensors"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chainrule", "train", *TINY, "--epochs", "3", "--out", str(model)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        for _ in range(3):
+            assert process.stdout.readline()
+        process.stdout.close()  # like head -3 exiting
+        err = process.stderr.read().decode()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Broken pipe" not in err
+    network = cr.load(model)
+    assert (network.in_features, network.out_features) == (784, 10)
+
+
+def test_evaluate_needs_only_the_test_files(capsys, tmp_path, trained):
+    import shutil
+    from importlib import resources
+
+    model, _ = trained
+    data = tmp_path / "mnist"
+    data.mkdir()
+    bundled = resources.files("chainrule.datasets").joinpath("data", "mnist")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        with resources.as_file(bundled.joinpath(name)) as source:
+            shutil.copy(source, data / name)
+    status, out, err = run(capsys, "evaluate", str(model), "--data", str(data))
+    assert status == 0, err
+    _, (x_test, y_test) = load_mnist()
+    expected = cr.load(model).evaluate(x_test, y_test)["accuracy"]
+    assert f"accuracy: {100 * expected:.2f}%" in out
+    (data / "t10k-labels-idx1-ubyte.gz").unlink()
+    status, _, err = run(capsys, "evaluate", str(model), "--data", str(data))
+    assert_one_line_error(status, err, "t10k-labels-idx1-ubyte")
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_training(capsys, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert os.path.isdir("/sys")  # sysfs refuses new files, even to root
+    cases = [
+        (["--out", str(a_file / "m.safetensors")], f"{a_file} is a file, not a directory"),
+        (["--out", "/sys/m.safetensors"], "--out /sys/m.safetensors cannot be written"),
+        (["--checkpoint", "/sys/run.ckpt"], "--checkpoint /sys/run.ckpt cannot be written"),
+        (["--checkpoint", str(tmp_path)], "--checkpoint", "is a directory"),
+        (["--plots", "/sys/plots"], "--plots /sys/plots cannot be written"),
+        (["--checkpoint", str(tmp_path / "same"), "--out", str(tmp_path / "same")],
+         "--out and --checkpoint name the same file"),
+    ]
+    for options, *says in cases:
+        extra = [] if "--out" in options else ["--out", str(tmp_path / "m.safetensors")]
+        status, out, err = run(capsys, "train", *TINY, "--epochs", "1", *options, *extra)
+        assert_one_line_error(status, err, *says)
+        assert "epoch" not in out
+    status, _, err = run(capsys, "export", str(a_file), "--onnx", "/sys/m.onnx")
+    assert_one_line_error(status, err)  # (the model is checked first: not a model)
+
+
+def test_a_picture_given_as_the_model_is_named(capsys, tmp_path, trained):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    model, _ = trained
+    picture = tmp_path / "one.png"
+    image = Image.new("L", (60, 60), 255)
+    image.paste(0, (27, 8, 33, 52))
+    image.save(picture)
+    status, out, err = run(capsys, "predict", str(picture), str(model))
+    assert_one_line_error(status, err, f"{picture} looks like a picture (PNG), not a model",
+                          "the model comes first: chainrule predict MODEL IMAGE")
+    for kind in ("JPEG", "GIF", "BMP", "TIFF", "WEBP"):
+        other = tmp_path / f"digit.{kind.lower()}"
+        Image.new("L", (28, 28), 255).save(other, format=kind)
+        status, _, err = run(capsys, "evaluate", str(other))
+        assert_one_line_error(status, err, f"looks like a picture ({'WebP' if kind == 'WEBP' else kind})")
+    # The other way round: a model among the pictures is one failed file, the rest go on.
+    status, out, err = run(capsys, "predict", str(model), str(model), str(picture))
+    assert status == 1
+    assert f"{model} is a model file, not a picture" in err
+    assert out.startswith(f"{picture}: ")
+
+
+def test_the_default_model_is_not_replaced_by_another_recipe(capsys, tmp_path, monkeypatch,
+                                                             trained):
+    """README order: `chainrule train`, then a trial with other options, then evaluate."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    model, _ = trained
+    shutil.copy(model, tmp_path / "mnist-mlp.safetensors")
+    before = (tmp_path / "mnist-mlp.safetensors").read_bytes()
+    status, out, err = run(capsys, "train", *TINY, "--epochs", "1")
+    assert_one_line_error(status, err, "mnist-mlp.safetensors already holds a model",
+                          "--out FILE")
+    assert "epoch" not in out
+    assert (tmp_path / "mnist-mlp.safetensors").read_bytes() == before
+    status, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--out",
+                         "mnist-mlp.safetensors")  # named: replaced as asked
+    assert status == 0, err
+    assert (tmp_path / "mnist-mlp.safetensors").read_bytes() != before
+
+
+def test_weights_that_overflow_are_an_error_naming_the_cause(capsys, tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    picture = tmp_path / "one.png"
+    image = Image.new("L", (60, 60), 255)
+    image.paste(0, (27, 8, 33, 52))
+    image.save(picture)
+    huge = cr.Network.from_sizes([784, 10], loss="cross_entropy", seed=0)
+    huge.layers[0].weight[...] = 3e38
+    huge.save(tmp_path / "huge.safetensors")
+    status, out, err = run(capsys, "predict", str(tmp_path / "huge.safetensors"), str(picture))
+    assert_one_line_error(status, err, "gives outputs that are not finite",
+                          "its weights reach 3e+38", "overflow float32")
+    assert out == ""
+    status, _, err = run(capsys, "evaluate", str(tmp_path / "huge.safetensors"))
+    assert_one_line_error(status, err, "gives outputs that are not finite")
+    broken = cr.Network.from_sizes([784, 10], loss="cross_entropy", seed=0)
+    broken.layers[0].bias[3] = np.nan
+    broken.save(tmp_path / "nan.safetensors")
+    status, _, err = run(capsys, "predict", str(tmp_path / "nan.safetensors"), str(picture))
+    assert_one_line_error(status, err, "nan.safetensors", "'0.bias' contains NaN or infinite")
+
+
+def test_predict_shows_the_models_own_probabilities(capsys, tmp_path):
+    """A sigmoid-output model (the tutorials' style) shows its sigmoid outputs, not a softmax."""
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from chainrule.images import load_image
+
+    picture = tmp_path / "one.png"
+    image = Image.new("L", (60, 60), 255)
+    image.paste(0, (27, 8, 33, 52))
+    image.save(picture)
+    net = cr.Network.from_sizes([784, 10], output_activation="sigmoid", loss="squared_error",
+                                seed=0)
+    net.layers[0].weight[...] = 0.0
+    net.layers[0].bias[...] = np.log(np.array([9, 1, 1, 1, 1, 1, 1, 1, 1, 1]) / 10 /
+                                     (1 - np.array([9, 1, 1, 1, 1, 1, 1, 1, 1, 1]) / 10))
+    net.save(tmp_path / "sigmoid.safetensors")
+    status, out, err = run(capsys, "predict", str(tmp_path / "sigmoid.safetensors"),
+                           str(picture), "--top", "2")
+    assert status == 0, err
+    # sigmoid(logit(0.9)) = 90.0% and 10.0%; a softmax of those outputs would say 16.6%.
+    assert out.strip() == f"{picture}: 0   (0: 90.0%  1: 10.0%)"
+    np.testing.assert_allclose(net.predict_proba(load_image(picture).reshape(1, -1))[0, :2],
+                               [0.9, 0.1], rtol=1e-5)
+
+
+def test_training_at_chance_says_so(capsys, tmp_path):
+    model = tmp_path / "diverged.safetensors"
+    status, out, err = run(capsys, "train", *TINY, "--epochs", "2", "--lr", "1e6",
+                           "--out", str(model))
+    assert status == 0, err
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)%", out).group(1))
+    assert accuracy <= 12.3  # 3 standard errors above chance (11.35%) on 10,000 digits
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chainrule: warning: "), err
+    assert f"the test accuracy {accuracy:.2f}% is no better than chance (11.35%" in err
+    assert "training diverged" in err and "--lr" in err and "smaller" in err
+    status, out, err = run(capsys, "evaluate", str(model))
+    assert status == 0
+    assert "no better than chance (11.35%" in err and "not learned" in err

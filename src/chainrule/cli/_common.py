@@ -51,7 +51,6 @@ __all__ = [
     "check_writable_dir",
     "picture_format",
     "class_probabilities",
-    "check_finite_weights",
     "warn_line",
 ]
 
@@ -232,14 +231,6 @@ def is_model_file(path: str | os.PathLike) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 2**40
 
 
-def check_finite_weights(network: Any, path: str) -> None:
-    """Refuse a model whose weights hold NaN or infinity: every output would be meaningless."""
-    for name, array in network.state_dict().items():
-        if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.all(np.isfinite(array)):
-            raise ValueError(f"{path}: its weights hold NaN or infinity (in {name}); "
-                             "the model cannot give meaningful outputs")
-
-
 def class_probabilities(network: Any, x: np.ndarray, path: str, what: str) -> np.ndarray:
     """``network.predict_proba(x)`` as float64 rows, refusing outputs that are not finite.
 
@@ -247,7 +238,8 @@ def class_probabilities(network: Any, x: np.ndarray, path: str, what: str) -> np
     inside the forward pass and then gives NaN probabilities; that is an
     error naming the cause, not ``0 (nan%)``.
     """
-    probabilities = np.asarray(network.predict_proba(x), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below, and explained
+        probabilities = np.asarray(network.predict_proba(x), dtype=np.float64)
     if probabilities.ndim == 1:
         probabilities = probabilities[None, :]
     if not np.all(np.isfinite(probabilities)):

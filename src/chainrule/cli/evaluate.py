@@ -9,7 +9,6 @@ import numpy as np
 
 from ._common import (
     architecture,
-    check_finite_weights,
     check_input_width,
     check_plot_dir,
     class_probabilities,
@@ -43,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plots:
         check_plot_dir(args.plots, "--plots")
     network = load_model(args.model)
-    check_finite_weights(network, args.model)
     x, y = load_test_data(args.data)
     check_input_width(network, args.model, x.shape[1], "the test images have")
     n_classes = int(y.max()) + 1

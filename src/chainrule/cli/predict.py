@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from ._common import (
-    check_finite_weights,
     check_input_width,
     check_writable_dir,
     class_probabilities,
@@ -52,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.model} has {network.out_features} outputs; a digit classifier has 10"
         )
-    check_finite_weights(network, args.model)
     save_dir = Path(args.save_inputs) if args.save_inputs else None
     if save_dir is not None:
         check_writable_dir(save_dir, "--save-inputs")
