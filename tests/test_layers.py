@@ -111,6 +111,39 @@ def test_layers_keep_no_training_mode():
         layer.training
 
 
+def _state(layer):
+    """Everything a layer holds, by attribute, with arrays copied (rng excluded)."""
+    out = {}
+    for key, value in vars(layer).items():
+        if key == "rng":
+            continue
+        if isinstance(value, dict):
+            value = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in value.items()}
+        out[key] = value.copy() if isinstance(value, np.ndarray) else value
+    return out
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return a is b or a == b
+
+
+def test_image_layers_without_cache_store_nothing_in_inference():
+    # Every built-in layer obeys the contract; BatchNorm's running statistics stay put.
+    x = np.random.default_rng(0).normal(size=(2, 3, 6, 6))
+    layers = [cr.Conv2D(3, 4, 3, seed=0), cr.MaxPool2D(2), cr.AvgPool2D(2), cr.BatchNorm2d(3),
+              cr.Flatten()]
+    flat = x.reshape(2, -1)[:, :5]
+    layers_1d = [cr.BatchNorm1d(5)]
+    for layer, inp in [*((la, x) for la in layers), *((la, flat) for la in layers_1d)]:
+        before = _state(layer)
+        layer.forward(inp, False, cache=False)
+        assert _same(_state(layer), before), type(layer).__name__
+
+
 def test_forward_without_cache_stores_nothing():
     x = np.array([[1.0, -2.0, 3.0]])
     layers = [cr.Dense(3, 2, seed=0), cr.ReLU(), cr.LeakyReLU(0.1), cr.Sigmoid(), cr.Tanh(),

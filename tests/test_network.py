@@ -161,8 +161,11 @@ def test_two_threads_predicting_10_ms_apart_both_get_inference_results():
 
 
 def test_predict_from_8_threads_at_once_equals_single_threaded():
-    net = cr.Network.from_sizes([20, 64, 64, 5], dropout=0.5, seed=0, loss="cross_entropy")
+    net = cr.Network([cr.Dense(20, 64, seed=0), cr.BatchNorm1d(64), cr.ReLU(), cr.Dropout(0.5, seed=1),
+                      cr.Dense(64, 64, seed=2), cr.ReLU(), cr.Dropout(0.5, seed=3),
+                      cr.Dense(64, 5, seed=4)], loss="cross_entropy")
     rng = np.random.default_rng(1)
+    net.train_step(rng.normal(size=(16, 20)), rng.integers(0, 5, 16))  # running statistics move
     inputs = [rng.normal(size=(50, 20)).astype(np.float32) for _ in range(8)]
     expected = [net.predict(x) for x in inputs]
     barrier = threading.Barrier(8)
@@ -303,3 +306,10 @@ def test_summary_shows_as_a_table_at_the_repl():
     assert repr(summary) == str(summary)  # what the REPL echoes: the table, not '...\\n...'
     assert "\\n" not in repr(summary) and repr(summary).count("\n") == str(summary).count("\n")
     assert "total parameters: 101,770" in repr(summary)
+
+
+def test_a_network_is_callable_like_a_torch_module():
+    net = cr.Network.from_sizes([4, 8, 2], dropout=0.5, seed=0)
+    x = np.ones((3, 4))
+    np.testing.assert_array_equal(net.eval()(x), net.predict(x))
+    assert not np.array_equal(net.train()(x), net.predict(x))

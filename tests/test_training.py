@@ -360,3 +360,21 @@ def test_history_reads_like_keras():
     assert history.history["loss"] == history["loss"] and len(history.history["loss"]) == 2
     assert dict(history.items()) == history.history and list(history) == list(history.keys())
     assert history.epoch == [0, 1] and history.get("nope", 3) == 3
+
+
+def test_early_stopping_restores_batchnorm_statistics_with_the_weights():
+    x, y = blobs(60)
+    x_val, y_val = blobs(30, seed=1)
+    y_val = (y_val + 1) % 3
+    net = cr.Network([cr.Dense(2, 8, seed=0), cr.BatchNorm1d(8), cr.ReLU(), cr.Dense(8, 3, seed=1)],
+                     loss="cross_entropy", optimizer=cr.Adam(lr=0.01))
+    states = []
+
+    class Keep(cr.Callback):
+        def on_epoch_end(self, epoch, logs):
+            states.append({k: v.copy() for k, v in self.network.state_dict().items()})
+
+    stop = cr.EarlyStopping(patience=2)
+    net.fit(x, y, epochs=10, verbose=0, validation_data=(x_val, y_val), callbacks=[Keep(), stop])
+    for name, value in net.state_dict().items():  # running_mean / running_var included
+        np.testing.assert_array_equal(value, states[stop.best_epoch][name])

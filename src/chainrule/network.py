@@ -178,6 +178,10 @@ class Network:
             x = layer.forward(x, training)
         return x[0] if self._one_image else x
 
+    def __call__(self, x: np.ndarray, training: bool | None = None) -> np.ndarray:
+        """``net(x)`` is ``net.forward(x)``, as a ``torch.nn.Module`` call is."""
+        return self.forward(x, training)
+
     def train(self, mode: bool = True) -> Network:
         """Set training mode (``forward`` runs dropout); returns ``self``, as ``torch.nn.Module.train``."""
         self.training = bool(mode)
