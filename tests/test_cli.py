@@ -681,3 +681,26 @@ def test_training_at_chance_says_so(capsys, tmp_path):
     status, out, err = run(capsys, "evaluate", str(model))
     assert status == 0
     assert "no better than chance (11.35%" in err and "not learned" in err
+
+
+def test_validation_holds_out_every_class_of_class_sorted_data(capsys, tmp_path):
+    """--validation N on data sorted by label: the old last-N split validated on classes it never
+    trained on (val_accuracy 0%); the seeded stratified split trains and validates on all."""
+    from chainrule.datasets import write_idx
+
+    (x, y), (x_test, y_test) = load_mnist(normalize=False, flatten=False)
+    order = np.argsort(y[:600], kind="stable")
+    data = tmp_path / "sorted"
+    data.mkdir()
+    write_idx(data / "train-images-idx3-ubyte", x[:600][order])
+    write_idx(data / "train-labels-idx1-ubyte", y[:600][order].astype(np.uint8))
+    write_idx(data / "t10k-images-idx3-ubyte", x_test[:500])
+    write_idx(data / "t10k-labels-idx1-ubyte", y_test[:500].astype(np.uint8))
+    assert set(y[:600][order][-150:]) <= {7, 8, 9}  # what the last rows would have held out
+    status, out, err = run(capsys, "train", "--data", str(data), "--validation", "150",
+                           "--layers", "784,32,10", "--epochs", "3", "--lr", "0.005",
+                           "--batch-size", "32", "--progress", "lines",
+                           "--out", str(tmp_path / "m.safetensors"))
+    assert status == 0, err
+    val = float(re.findall(r"val_accuracy ([\d.]+)%", out)[-1])
+    assert val > 40.0, out  # every class trained on and validated; the last-rows split gave 0%
