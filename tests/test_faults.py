@@ -231,7 +231,14 @@ def test_stale_temporary_files_of_dead_writers_are_cleaned_and_ignored(tmp_path)
     alive.write_bytes(b"in progress")
     other = tmp_path / f".other.safetensors.{dead_pid}.abc123.part"  # another target's
     other.write_bytes(b"not ours")
-    net.save(path)
+    # A live writer holds a lock on its temporary file (chainrule.io); a dead one's lock is gone.
+    fcntl = pytest.importorskip("fcntl")
+    fd = os.open(alive, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        net.save(path)
+    finally:
+        os.close(fd)
     assert not stale.exists()
     assert alive.exists() and other.exists()
     assert isinstance(cr.load(path), cr.Network)
