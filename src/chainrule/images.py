@@ -468,23 +468,23 @@ def _composite(grey: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 def _ink(grey: np.ndarray) -> np.ndarray:
     """Ink in [0, 1] on a 0 background, whichever of dark and light the ink was.
 
-    The paper is the picture's dominant tone: the level at the peak of its
-    histogram (64 bins), refined to the median of the pixels near that peak.
-    The ink is on the side of the paper that holds more contrast in total, so
-    a dark frame or shadow along a white picture's edge, which covers less of
-    the picture than the paper, cannot turn the picture over (a border median
-    would). Noise on the paper (its robust spread, 3 x 1.4826 x the median
-    absolute deviation from the paper level) is subtracted, and the ink is
-    scaled so that its typical strong stroke (the 75th percentile of the pixels
-    above half the maximum) is 1: one hot pixel does not set the scale.
+    The paper is the median of the picture's outermost ring of pixels, once
+    uniform lines along the edge that differ from the middle of the picture
+    (a frame, a form cell's rules, a scanner's shadow, at most 15% of each
+    side) are set aside by :func:`_peel`: a frame is not the paper. The ink
+    is on the side of the paper that holds more contrast in total. The noise
+    on the paper (its robust spread in that ring: 1.4826 x the median
+    absolute deviation) is subtracted three times over, and the ink is scaled
+    so that its typical strong stroke (the 75th percentile of the pixels above
+    half the maximum) is 1: one hot pixel does not set the scale.
     """
-    counts, _ = np.histogram(grey, bins=64, range=(0.0, 1.0))
-    level = (np.argmax(counts) + 0.5) / 64
-    paper = float(np.median(grey[np.abs(grey - level) <= 1.5 / 64]))
+    inner = _peel(grey)
+    ring = np.concatenate([inner[0], inner[-1], inner[1:-1, 0], inner[1:-1, -1]])
+    paper = float(np.median(ring))
+    noise = 1.4826 * float(np.median(np.abs(ring - paper)))
     darker = np.clip(paper - grey, 0.0, None)
     lighter = np.clip(grey - paper, 0.0, None)
     ink = darker if darker.sum(dtype=np.float64) >= lighter.sum(dtype=np.float64) else lighter
-    noise = 1.4826 * float(np.median(np.abs(grey - paper)))
     ink -= min(3 * noise, 0.3)
     np.clip(ink, 0.0, None, out=ink)
     top = float(ink.max())
@@ -494,6 +494,40 @@ def _ink(grey: np.ndarray) -> np.ndarray:
     ink /= peak
     np.clip(ink, 0.0, 1.0, out=ink)
     return ink.astype(np.float32, copy=False)
+
+
+def _peel(grey: np.ndarray) -> np.ndarray:
+    """``grey`` without the uniform lines along its edges that differ from its middle.
+
+    A line (an outermost row or column of what is left) goes when 90% of its
+    pixels are within 0.1 of its median and that median is more than 0.2
+    from the median of the picture's middle (the picture less 15% on each
+    side); at most 15% of each side goes. Only the paper level and the
+    polarity are decided on what is left; the crop looks at the whole picture.
+    """
+    height, width = grey.shape
+    limit_r, limit_c = int(0.15 * height), int(0.15 * width)
+    middle = grey[limit_r : height - limit_r, limit_c : width - limit_c]
+    reference = float(np.median(middle if middle.size else grey))
+    top, bottom, left, right = 0, height, 0, width
+
+    def peelable(line: np.ndarray) -> bool:
+        level = float(np.median(line))
+        return (abs(level - reference) > 0.2
+                and np.count_nonzero(np.abs(line - level) <= 0.1) >= 0.9 * line.size)
+
+    changed = True
+    while changed:
+        changed = False
+        if top < limit_r and bottom - top > 2 and peelable(grey[top, left:right]):
+            top, changed = top + 1, True
+        if height - bottom < limit_r and bottom - top > 2 and peelable(grey[bottom - 1, left:right]):
+            bottom, changed = bottom - 1, True
+        if left < limit_c and right - left > 2 and peelable(grey[top:bottom, left]):
+            left, changed = left + 1, True
+        if width - right < limit_c and right - left > 2 and peelable(grey[top:bottom, right - 1]):
+            right, changed = right - 1, True
+    return grey[top:bottom, left:right]
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -544,11 +578,13 @@ def _digit_only(ink: np.ndarray) -> np.ndarray:
     """Ink with frames along the edge and small specks removed, when a digit remains.
 
     Components of the ink above ``INK_THRESHOLD`` that touch the picture's
-    edge and span at least 90% of its height or width are frames (a form
-    cell, a scanner's shadow, a cropped border); they are dropped if some
-    other component is at least 5% of the largest frame's size. A digit
-    cropped so tightly that it touches the edges is then the only component
-    and stays. Components under 2% of the largest remaining one are specks.
+    edge, run along at least half of one side and lie (80% of their pixels)
+    within the border band (a tenth of the shorter side) are frames: a form
+    cell's rules, a scanner's shadow, a cropped border. They are dropped if
+    some other component is at least 5% of the largest frame's size, so a
+    digit cropped so tightly that it touches the edges stays: it crosses the
+    middle, and it is the only component. Components under 2% of the largest
+    remaining one are specks.
     """
     mask = ink >= INK_THRESHOLD
     rows, starts, stops = _runs(mask)
@@ -564,7 +600,15 @@ def _digit_only(ink: np.ndarray) -> np.ndarray:
     left = np.full(m, width); np.minimum.at(left, label, starts)
     right = np.full(m, -1); np.maximum.at(right, label, stops)
     edge = (top == 0) | (bottom == height - 1) | (left == 0) | (right == width)
-    frame = edge & ((bottom - top + 1 >= 0.9 * height) | (right - left >= 0.9 * width))
+    # Pixels of each run inside the border band (within `band` of an edge).
+    band = max(2, round(0.1 * min(height, width)))
+    outer_row = (rows < band) | (rows >= height - band)
+    inside = np.where(outer_row, stops - starts,
+                      np.clip(np.minimum(stops, band) - starts, 0, None)
+                      + np.clip(stops - np.maximum(starts, width - band), 0, None))
+    in_band = np.bincount(label, weights=inside, minlength=m)
+    frame = (edge & (in_band >= 0.8 * area)
+             & ((bottom - top + 1 >= 0.5 * height) | (right - left >= 0.5 * width)))
     keep = ~frame
     if frame.any() and (not keep.any() or area[keep].max() < 0.05 * area[frame].max()):
         keep = np.ones(m, dtype=bool)  # the "frame" is the digit itself
@@ -625,6 +669,7 @@ def _thicken(ink: np.ndarray) -> np.ndarray:
     if grow < 1:
         return ink
     return _max_filter(np.pad(ink, grow), grow + 1)
+
 
 
 def _max_filter(a: np.ndarray, size: int) -> np.ndarray:
