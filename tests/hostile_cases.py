@@ -193,6 +193,13 @@ def valid_model(directory: Path, megabytes: float) -> Path:
     return path
 
 
+def architecture_field(directory: Path, architecture: str, name: str) -> Path:
+    """A model whose architecture field is ``architecture`` (any text), digest consistent."""
+    tensors, metadata = small_model_parts()
+    metadata["architecture"] = architecture
+    return write_model(directory / name, tensors, metadata)
+
+
 def long_layer_type(directory: Path, megabytes: float) -> Path:
     tensors, metadata = small_model_parts()
     metadata["architecture"] = json.dumps([{"type": "A" * int(megabytes * 2**20)}])

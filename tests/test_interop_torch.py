@@ -93,3 +93,35 @@ def test_a_plain_state_dict_needs_its_architecture_and_errors_name_tensors(tmp_p
         cr.load(path, architecture=cr.Network.from_sizes([30, 24, 10]))
     with pytest.raises(TypeError, match="architecture must be a chainrule Network"):
         cr.load(path, architecture=[30, 24, 10])
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64"])
+def test_half_precision_state_dict_loads_in_a_fresh_process(tmp_path, dtype):
+    """A state dict saved by ``safetensors.torch`` in bfloat16 loads where nothing imported
+    ml_dtypes first (NumPy alone has no bfloat16): the cast is done from the raw bits."""
+    import json
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    model = torch_mlp([6, 5, 3], "relu").to(getattr(torch, dtype))
+    path = tmp_path / "half.safetensors"
+    safetensors_torch.save_file(model.state_dict(), path)
+    expected = {k: v.to(torch.float32).tolist() for k, v in model.state_dict().items()}
+    code = (
+        "import json, sys\n"
+        "import chainrule as cr\n"
+        "net = cr.load(sys.argv[1], architecture=cr.Network.from_sizes([6, 5, 3]))\n"
+        "print(json.dumps({'modules': sorted(m for m in ('ml_dtypes', 'onnx', 'torch') if m in sys.modules),\n"
+        "                  'params': {k: v.tolist() for k, v in net.parameters().items()},\n"
+        "                  'dtype': str(net.dtype)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         timeout=120, check=True)
+    result = json.loads(out.stdout)
+    assert result["modules"] == []  # nothing that would have taught NumPy bfloat16 was imported
+    assert result["dtype"] == "float32"
+    # Exact: every bfloat16/float16 value is a float32 value (float64 rounds as NumPy does).
+    for name, values in expected.items():
+        np.testing.assert_array_equal(np.array(result["params"][name], np.float32),
+                                      np.array(values, np.float32))
