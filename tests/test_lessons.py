@@ -215,6 +215,14 @@ def test_lesson2_stuck_seeds_have_a_blind_sample(two):
         assert n["survey_blind"][seed] == 0
 
 
+def test_lesson2_diagnose_finds_the_dead_relus_of_stuck_seed_2(two):
+    n, text = two
+    assert 2 in n["stuck_seeds"] and n["survey"][2] == pytest.approx(0.25, abs=1e-6)
+    assert n["stuck_diagnosis"] == {"seed": 2, "problems": [("dead", 1)], "dead": 0.5}
+    assert "50% of its relus are dead" in flat(text) and "all 4 samples" in flat(text)
+    assert "no problems found" not in text
+
+
 def test_lesson2_artifact(two):
     n, text = two
     assert n["alias_changed"]

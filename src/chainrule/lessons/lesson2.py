@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..diagnostics import activation_health
+from ..diagnostics import activation_health, diagnose
 from ..gradcheck import check_gradients
 from ..initializers import uniform
 from ..network import Network
@@ -144,9 +144,9 @@ def run(plot_dir: str | os.PathLike | None = None, file: TextIO | None = None,
 
     # -- not every start converges ------------------------------------------------------
     out.heading("Not every initialisation converges", "-")
-    finals, dead, blind = {}, {}, {}
+    finals, dead, blind, nets = {}, {}, {}, {}
     for seed in range(survey_seeds):
-        survey_net = make_network(seed)
+        survey_net = nets[seed] = make_network(seed)
         finals[seed] = float(train(survey_net)[-1])
         # relu units that output 0 for all four samples (chainrule.diagnostics) ...
         health = activation_health(survey_net, X)[1]
@@ -188,6 +188,19 @@ def run(plot_dir: str | os.PathLike | None = None, file: TextIO | None = None,
         never learns XOR.
     """)
     result.update({"survey": finals, "survey_dead": dead, "survey_blind": blind, "stuck_seeds": stuck, "converged_seeds": converged})
+    if stuck:
+        example = 2 if 2 in stuck else stuck[0]
+        report = diagnose(nets[example], X, Y)
+        out.say(f"""
+            chainrule.diagnostics.diagnose, given the four rows, names the cause for seed
+            {example}:
+        """)
+        out.line("\n".join("  " + line for line in str(report).splitlines()))
+        out.line()
+        result["stuck_diagnosis"] = {
+            "seed": example, "problems": [(p.kind, p.layer) for p in report.problems],
+            "dead": report.activations[1].dead,
+        }
 
     # -- the tutorial's "analytic converges better" ----------------------------------------
     out.heading('"Analytic converges better": an artifact', "-")
