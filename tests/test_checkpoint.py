@@ -1,6 +1,8 @@
 """Checkpoints: a resumed run is bit-identical to an uninterrupted one."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -8,7 +10,12 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 import chainrule as cr
-from chainrule.checkpoint import CHECKPOINT_FORMAT_VERSION, load_checkpoint, save_checkpoint
+from chainrule.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    checkpoint_lock,
+    load_checkpoint,
+    save_checkpoint,
+)
 from chainrule.io import tensor_digest
 
 OPTIMIZERS = {
@@ -241,3 +248,161 @@ def test_resume_warns_when_the_networks_optimizer_settings_are_ignored(tmp_path)
     with pytest.warns(UserWarning, match="differs in momentum"):
         other.fit(x, y, epochs=2, resume=path, verbose=0)
     assert other.optimizer.momentum == 0.9
+
+
+# -- schemas of restored values ------------------------------------------------------------
+
+MT_ZERO = {"bit_generator": "MT19937", "state": {"key": [0] * 624, "pos": 624}}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t, m: m.update(rng=json.dumps(MT_ZERO)), "MT19937 generator state: it is all zeros"),
+    (lambda t, m: m.update(layer_rngs=json.dumps({"2": MT_ZERO})), "it is all zeros"),
+    (lambda t, m: m.update(rng=json.dumps({"bit_generator": "MT19937", "state": {
+        "key": [1] * 623, "pos": 0}})), r"state.state.key is out of range"),
+    (lambda t, m: m.update(rng=json.dumps({"bit_generator": "PCG64", "state": {
+        "state": 1, "inc": 2}, "has_uint32": 0, "uinteger": 0})), "state.state.inc is out of range"),
+    (lambda t, m: m.update(rng=json.dumps({"bit_generator": "PCG64", "state": {
+        "state": 1, "inc": 3}, "has_uint32": 0, "uinteger": 0, "extra": 1})),
+     "must have exactly the fields"),
+    (lambda t, m: m.update(rng=json.dumps({"bit_generator": "SFC64", "state": {
+        "state": [1, 2, 3]}, "has_uint32": 0, "uinteger": 0})), "state.state.state is out of range"),
+    (lambda t, m: m.update(history='{"epochs": [0, 5], "metrics": {}}'),
+     "history epochs must increase and stay below epoch 1"),
+    (lambda t, m: m.update(history='{"epochs": [0], "metrics": {"loss": [null]}}'),
+     "holds non-numbers"),
+    (lambda t, m: m.update(fit='{"batch_size": 0}'), "fit setting 'batch_size' is invalid: 0"),
+    (lambda t, m: m.update(fit='{"batch_size": 16, "shuffle": "yes"}'), "fit setting 'shuffle'"),
+    (lambda t, m: m.update(step="2", fit='{"batch_size": 16, "samples": 96}'),
+     "needs fit setting 'epoch_loss'"),
+    (lambda t, m: m.update(step="2", fit='{"batch_size": 16, "samples": 96, "epoch_loss": 3}'),
+     "fit setting 'epoch_loss' is invalid: 3"),
+    (lambda t, m: m.update(step="2", fit='{"batch_size": 16, "samples": 96, '
+                                        '"epoch_loss": [1.5, null]}'),
+     "fit setting 'epoch_loss' is invalid"),
+    (lambda t, m: m.update(step="6", fit='{"batch_size": 16, "samples": 96, '
+                                        '"epoch_loss": [1.5, 80]}'),
+     "step 6 is not inside an epoch of 96 samples in batches of 16"),
+    (lambda t, m: t["optimizer.3.weight.v"].__setitem__((0, 0), -1e-3),
+     "tensor 'optimizer.3.weight.v' must not be negative"),
+    (lambda t, m: t["optimizer.3.weight.m"].__setitem__((0, 0), np.inf),
+     "tensor 'optimizer.3.weight.m' contains NaN or infinite values"),
+    (lambda t, m: m.update(architecture=json.dumps([{"type": "x" * 10_000}])),
+     r"unknown type 'x{80}'\.\.\. \(10,000 characters\)"),
+])
+def test_restored_values_are_checked_against_a_schema(tmp_path, data, change, message):
+    path = tmp_path / "c.safetensors"
+    run(data, 1, checkpoint=path)
+    rewrite(path, change)
+    with pytest.raises(cr.ModelFileError, match=message) as caught:
+        load_checkpoint(path)
+    assert len(str(caught.value)) < 400
+
+
+def test_every_generator_numpy_offers_round_trips_through_a_checkpoint(tmp_path):
+    from chainrule.checkpoint import generator_from_state
+
+    for name in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+        net = cr.Network([cr.Dense(3, 4, seed=0), cr.Dropout(0.5, rng=np.random.Generator(
+            getattr(np.random, name)(5)))])
+        rng = np.random.Generator(getattr(np.random, name)(9))
+        rng.random(3)
+        path = tmp_path / f"{name}.safetensors"
+        save_checkpoint(path, net, epoch=0, rng=rng)
+        saved = load_checkpoint(path)
+        assert saved.generator().random(4).tolist() == rng.random(4).tolist()
+        restored = saved.build_network()
+        assert (restored.layers[1].rng.integers(0, 1000, 5).tolist()
+                == net.layers[1].rng.integers(0, 1000, 5).tolist())
+        assert generator_from_state(json.loads(json.dumps(
+            cr.checkpoint._jsonable(rng.bit_generator.state)))).random() == rng.random()
+
+
+def test_a_network_with_batchnorm_buffers_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    net = cr.Network([cr.Dense(4, 6, seed=0), cr.BatchNorm1d(6), cr.ReLU(), cr.Dense(6, 2, seed=1)],
+                     optimizer=cr.Adam())
+    net.fit(rng.random((20, 4)), rng.random((20, 2)), epochs=1, batch_size=5, verbose=0)
+    path = tmp_path / "bn.safetensors"
+    save_checkpoint(path, net, epoch=1)
+    saved = load_checkpoint(path)
+    assert int(saved.parameters["1.num_batches_tracked"]) == 4
+    again = saved.build_network()
+    for name, value in net.state_dict().items():
+        assert np.array_equal(again.state_dict()[name], value), name
+    net.save(tmp_path / "bn_model.safetensors")
+    loaded = cr.load(tmp_path / "bn_model.safetensors")
+    assert np.array_equal(loaded.layers[1].running_var, net.layers[1].running_var)
+
+
+# -- one run per checkpoint path ----------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from chainrule.checkpoint import checkpoint_lock
+with checkpoint_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_on_the_same_checkpoint_is_refused(tmp_path, data):
+    import subprocess
+    import sys
+
+    from chainrule.errors import CheckpointInUseError
+
+    path = tmp_path / "run.safetensors"
+    x, y = data
+    with checkpoint_lock(path):  # another run in this process
+        with pytest.raises(CheckpointInUseError, match="in use by another training run"):
+            make_net().fit(x, y, epochs=1, verbose=0, checkpoint=path)
+    assert not path.exists()  # refused before training, so nothing was written
+    # Another process (as a container sharing the volume would be): refused while it
+    # lives, accepted once it is gone, whatever its PID means here.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointInUseError) as caught:
+            make_net().fit(x, y, epochs=1, verbose=0, checkpoint=path)
+        assert caught.value.errno == errno.EWOULDBLOCK and isinstance(caught.value, OSError)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    make_net().fit(x, y, epochs=1, verbose=0, checkpoint=path)
+    assert load_checkpoint(path).epoch == 1
+
+
+HOLD_TEMP = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("writing", flush=True)
+time.sleep(60)
+"""
+
+
+def test_stale_temporary_files_are_removed_but_never_a_live_writers(tmp_path):
+    """Temporary files named with PIDs that mean nothing here (another PID namespace):
+    the one whose writer holds its lock stays, the abandoned one goes."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.safetensors"
+    live = tmp_path / f".c.safetensors.{os.getpid()}.aaaaaaaaaaaa.part"  # a PID alive here...
+    dead = tmp_path / ".c.safetensors.1.bbbbbbbbbbbb.part"  # ...and one that is init's
+    dead.write_bytes(b"half a checkpoint")
+    writer = subprocess.Popen([sys.executable, "-c", HOLD_TEMP, str(live)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        save_checkpoint(path, make_net(), epoch=0)
+        assert live.exists() and not dead.exists()
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+        writer.stdout.close()
+    save_checkpoint(path, make_net(), epoch=0)  # its writer is gone now
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
