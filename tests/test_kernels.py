@@ -181,23 +181,32 @@ def _batches(n_in, n_out, batch, labels, steps=4, seed=5):
 
 
 @pytest.mark.parametrize(
-    "activation, loss, optimizer, batch",
+    "activation, loss, optimizer, batch, width",
     [
-        ("relu", "cross_entropy", lambda: cr.SGD(lr=0.1, momentum=0.9, nesterov=True), 16),
-        ("tanh", "cross_entropy", lambda: cr.Adam(lr=0.01, weight_decay=0.01), 8),
-        ("sigmoid", "mse", lambda: cr.SGD(lr=0.1), 5),
-        ("leaky_relu", "squared_error", lambda: cr.Adam(lr=0.01), 1),
-        ("relu", "squared_error", lambda: cr.SGD(lr=0.05), None),  # one 1-D sample per step
-        ("relu", "cross_entropy", lambda: cr.SGD(lr=0.05), None),
+        ("relu", "cross_entropy", lambda: cr.SGD(lr=0.1, momentum=0.9, nesterov=True), 16, 6),
+        ("tanh", "cross_entropy", lambda: cr.Adam(lr=0.01, weight_decay=0.01), 8, 6),
+        ("sigmoid", "mse", lambda: cr.SGD(lr=0.1), 5, 6),
+        ("leaky_relu", "squared_error", lambda: cr.Adam(lr=0.01), 1, 6),
+        # one 1-D sample per step: a small network takes forward_one/backward_one ...
+        ("relu", "squared_error", lambda: cr.SGD(lr=0.05), None, 6),
+        ("sigmoid", "cross_entropy", lambda: cr.SGD(lr=0.05, momentum=0.5), None, 6),
+        # ... a larger one the matrix-vector products and outer_into
+        ("relu", "cross_entropy", lambda: cr.SGD(lr=0.05), None, 90),
     ],
 )
-def test_fused_step_matches_the_numpy_step(activation, loss, optimizer, batch, path):
+def test_fused_step_matches_the_numpy_step(activation, loss, optimizer, batch, width, path):
+    from chainrule.kernels import step
+
     n_out = 3
-    batches = _batches(6, n_out, batch, labels=loss == "cross_entropy")
+    batches = _batches(width, n_out, batch, labels=loss == "cross_entropy")
+    sizes = [width, 5 * width // 6 * 10 if width > 6 else 5, 4, n_out]
 
     def make():
-        return cr.Network.from_sizes([6, 5, 4, n_out], activation=activation, loss=loss,
+        return cr.Network.from_sizes(sizes, activation=activation, loss=loss,
                                      optimizer=optimizer(), seed=0)
+
+    small = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) <= step.SMALL
+    assert small == (width == 6)
 
     a, la = _train("numpy", path, make, batches)
     b, lb = _train("numba", path, make, batches)

@@ -210,6 +210,8 @@ def thread_policy(threads: int | str | None, network: Any, batch_size: int) -> T
     if threads is None:
         return None
     policy = ThreadPolicy(threads, work=step_work(network, batch_size))
+    if threads == "auto" and not policy.adaptive:
+        return None  # small steps: BLAS keeps small products on one thread by itself
     policy.batch = batch_size
     return policy
 

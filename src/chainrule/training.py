@@ -419,10 +419,12 @@ def fit(
             # Gather each batch just before its step (rather than a shuffled
             # copy of the whole epoch up front), so its rows are still in cache.
             rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
-            xb = x[rows] if x_epoch is None else x_epoch[start : start + batch_size]
-            yb = y[rows]
             if batch_size == 1:  # one sample as a vector: the outer-product path of Dense
-                xb, yb = xb[0], yb[0]
+                i = start if order is None else order[start]
+                xb, yb = x[i] if x_epoch is None else x_epoch[start], y[i]
+            else:
+                xb = x[rows] if x_epoch is None else x_epoch[start : start + batch_size]
+                yb = y[rows]
             try:
                 if sample_weight is None and class_weight is None:
                     loss = train_step(xb, yb)

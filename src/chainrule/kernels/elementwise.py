@@ -234,3 +234,89 @@ def adam_update_all(ps, gs, ms, vs, step_size, beta1, one_minus_beta1, beta2, on
     for t in range(len(ps)):
         adam_update(ps[t], gs[t], ms[t], vs[t], step_size, beta1, one_minus_beta1, beta2,
                     one_minus_beta2, inv_sqrt_bias2, eps, decays[t])
+
+
+# -- one sample through a small all-Dense network, in one call each way ---------------------
+
+
+@_jit
+def _act1(v, kind, param, one, zero):
+    if kind == RELU:
+        return zero if v <= 0 else v
+    if kind == LEAKY_RELU:
+        return v if v > 0 else v * param
+    if kind == SIGMOID:
+        if param != one:
+            v = v * param
+        e = np.exp(-abs(v))
+        return one / (one + e) if v >= 0 else e / (one + e)
+    if kind == TANH:
+        return np.tanh(v)
+    return v
+
+
+@_jit
+def forward_one(x, weights, biases, kinds, params, outs):
+    """Matches: ``Dense.forward`` then the activation, block after block, for one sample.
+
+    ``x`` (in,), ``weights[l]`` (out, in) and ``biases[l]`` (out,) or empty,
+    ``kinds``/``params`` the activation codes; ``outs[l]`` (out,) receives
+    each block's output. For small networks, where one call beats a BLAS
+    call per product.
+    """
+    one, zero = x.dtype.type(1.0), x.dtype.type(0.0)
+    a = x
+    for layer in range(len(weights)):
+        w, b, out = weights[layer], biases[layer], outs[layer]
+        kind, param = kinds[layer], params[layer]
+        has_bias = b.shape[0] == w.shape[0]
+        for j in range(w.shape[0]):
+            s = zero
+            for i in range(w.shape[1]):
+                s += w[j, i] * a[i]
+            if has_bias:
+                s += b[j]
+            out[j] = _act1(s, kind, param, one, zero)
+        a = out
+
+
+@_jit
+def backward_one(grad, x, weights, kinds, params, outs, grad_weights, grad_biases):
+    """Matches: each block's ``act_backward`` (bias gradient = g), ``outer_into`` and ``g @ weight``, last block first.
+
+    ``grad`` (out,) is ``dL/d(output)``; fills ``grad_weights[l]`` and
+    ``grad_biases[l]`` (empty for none). The input gradient of the first
+    block is not computed (a training step does not need it).
+    """
+    one, zero = x.dtype.type(1.0), x.dtype.type(0.0)
+    g = grad.copy()
+    for layer in range(len(weights) - 1, -1, -1):
+        w, out, gw, gb = weights[layer], outs[layer], grad_weights[layer], grad_biases[layer]
+        kind, param = kinds[layer], params[layer]
+        for j in range(g.shape[0]):
+            d, y = g[j], out[j]
+            if kind == RELU:
+                d = d if y > 0 else d * zero
+            elif kind == LEAKY_RELU:
+                d = d if y > 0 else d * param
+            elif kind == SIGMOID:
+                local = y * (one - y)
+                if param != one:
+                    local = local * param
+                d = d * local
+            elif kind == TANH:
+                d = d * (one - y * y)
+            g[j] = d
+        if gb.shape[0] == g.shape[0]:
+            for j in range(g.shape[0]):
+                gb[j] = g[j]
+        a_in = x if layer == 0 else outs[layer - 1]
+        for j in range(g.shape[0]):
+            for i in range(a_in.shape[0]):
+                gw[j, i] = g[j] * a_in[i]
+        if layer:
+            below = np.zeros(w.shape[1], dtype=g.dtype)
+            for j in range(w.shape[0]):
+                for i in range(w.shape[1]):
+                    below[i] += g[j] * w[j, i]
+            g = below

@@ -90,6 +90,21 @@ class _Plan:
         self.params = [p for layer in layers for p in layer.params.values()]
         self.grads = [g for layer in layers for g in layer.grads.values()]
         self.key = _key(network)
+        # A small network of blocks only: one sample goes through in one kernel call each way.
+        blocks = [item for item in self.items if type(item) is _Block]
+        self.small = len(blocks) == len(self.items) and sum(b.weight.size for b in blocks) <= SMALL
+        if self.small:
+            self.weights = tuple(b.weight for b in blocks)
+            self.biases = tuple(b.bias for b in blocks)
+            self.kinds = np.array([b.kind for b in blocks], dtype=np.int64)
+            self.act_params = np.array([b.param for b in blocks], dtype=dtype)
+            self.outs = tuple(np.empty(b.weight.shape[0], dtype=dtype) for b in blocks)
+            self.grad_weights = tuple(b.grad_weight for b in blocks)
+            self.grad_biases = tuple(b.grad_bias for b in blocks)
+
+
+#: Weights up to which one sample takes the one-call kernels (``forward_one``, ``backward_one``).
+SMALL = 4096
 
 
 def _key(network: Any) -> tuple:
@@ -105,6 +120,8 @@ def train_step(network: Any, x: Any, y: Any) -> float:
         plan = network._kernel_plan = _Plan(network)
     x = network._as_input(x)
     single = x.ndim in (1, 3)  # one sample (features,) or one image (C, H, W): a batch of one
+    if single and plan.small and x.ndim == 1 and x.shape[0] == plan.weights[0].shape[1]:
+        return _small_step(network, plan, x, y)
     a = x[None] if single else x
     inputs: list[np.ndarray] = []
     for item in plan.items:
@@ -143,6 +160,20 @@ def train_step(network: Any, x: Any, y: Any) -> float:
             grad = item.backward(grad)
         else:
             item.backward_params(grad)
+    network.optimizer.step(plan.params, plan.grads)
+    return loss
+
+
+def _small_step(network: Any, plan: _Plan, x: np.ndarray, y: Any) -> float:
+    """One sample through a small all-block network: ``forward_one``, the loss, ``backward_one``."""
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    _k.forward_one(x, plan.weights, plan.biases, plan.kinds, plan.act_params, plan.outs)
+    loss, grad = _loss(network.loss, plan.outs[-1][None, :], y, True)
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"the loss is {loss}; the weights were left as they were")
+    _k.backward_one(grad[0], x, plan.weights, plan.kinds, plan.act_params, plan.outs,
+                    plan.grad_weights, plan.grad_biases)
     network.optimizer.step(plan.params, plan.grads)
     return loss
 
