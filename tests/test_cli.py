@@ -168,6 +168,9 @@ def test_predict_keeps_going_past_a_bad_image(trained, capsys, tmp_path):
         (["train", "--layers", "100,10", "--epochs", "1"], ["100 inputs", "784 pixels"]),
         (["train", "--layers", "784,16,3", "--epochs", "1"], ["3 outputs", "10 classes"]),
         (["train", "--validation", "600", "--limit", "500", "--epochs", "1"], ["600", "500"]),
+        (["train", "--layers", "784,100000000,10", "--epochs", "1"],
+         ["layers 784,100000000,10 (float32) needs about", "available"]),
+        (["train", "--checkpoint-every", "2"], ["--checkpoint-every needs --checkpoint"]),
     ],
 )
 def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, fragments):
@@ -219,6 +222,14 @@ def test_demo_learns_xor(capsys):
     assert all(b < a for a, b in zip(errors, errors[1:]))
     predictions = [float(v) for v in re.findall(r"-> (\d\.\d{3})", out.split("predictions:")[1])]
     assert predictions == pytest.approx([1, 1, 0, 0], abs=0.02)
+
+
+def test_demo_says_when_a_start_does_not_learn_and_why(capsys):
+    status, out, _ = run(capsys, "demo", "--seed", "2")
+    assert status == 0
+    assert "learns XOR" not in out
+    assert "This start did not learn XOR (mean squared error 0.25)." in out
+    assert "layer 1 (ReLU()): 50% of its relus are dead" in out
 
 
 def test_export_onnx(trained, capsys, tmp_path):

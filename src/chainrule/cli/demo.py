@@ -28,6 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..activations import ReLU
+    from ..diagnostics import diagnose
     from ..layers import Dense
     from ..network import Network
     from ..optimizers import SGD
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
          Dense(4, 1, bias=False, init="uniform", rng=rng)],
         loss="squared_error", optimizer=SGD(lr=0.1), dtype="float64",
     )
-    print("A 3-4-1 network (relu hidden layer, no biases, 16 weights) learns XOR of the "
+    print("A 3-4-1 network (relu hidden layer, no biases, 16 weights) learning XOR of the "
           "first two inputs:")
     for row, target in zip(XOR_X, XOR_Y):
         print(f"  {row.astype(int).tolist()} -> {int(target[0])}")
@@ -57,4 +58,12 @@ def run(args: argparse.Namespace) -> int:
     prediction = network.predict(XOR_X)[:, 0]
     print("predictions: " + "  ".join(
         f"{row.astype(int).tolist()} -> {p:.3f}" for row, p in zip(XOR_X, prediction)))
+    if np.max(np.abs(prediction - XOR_Y[:, 0])) >= 0.5:
+        # Not every start learns: say so, and why, rather than imply it did.
+        report = diagnose(network, XOR_X, XOR_Y)
+        print(f"This start did not learn XOR (mean squared error {report.loss:.3g}).")
+        for problem in report.problems:
+            print(f"  {problem.message}")
+        if not report.problems:
+            print("  diagnose finds nothing wrong: it may need more epochs (--epochs).")
     return 0

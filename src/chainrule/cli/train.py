@@ -103,7 +103,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..augmentation import random_shift
-    from ..recipes import DigitRecipe, build_network
+    from ..recipes import DigitRecipe, build_network, build_optimizer
+    from ..resources import check_mlp_memory
 
     started = time.perf_counter()
     recipe = DigitRecipe().replace(
@@ -115,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     # Every file the run will write is checked now, not after the training.
     out = Path(args.out or DEFAULT_MODEL)
     check_writable_file(out, "--out")
+    if args.checkpoint_every and not args.checkpoint:
+        raise ValueError("--checkpoint-every needs --checkpoint PATH to say where to save")
     if args.checkpoint:
         check_writable_file(args.checkpoint, "--checkpoint")
         _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
@@ -158,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
             f"model a name of its own with --out FILE (or --out {out} to replace it)"
         )
     if saved is None:
+        # Refuse a network that cannot fit before allocating it (the kernel would kill us).
+        check_mlp_memory(recipe.layers, batch_size=recipe.batch_size,
+                         optimizer=build_optimizer(recipe), dropout=bool(recipe.dropout))
         network = build_network(recipe)
 
     say = (lambda *a, **k: None) if args.quiet else print
