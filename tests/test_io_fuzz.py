@@ -271,14 +271,63 @@ def test_architecture_settings(workdir, model_bytes, layers):
     assert isinstance(result, (cr.ModelFileError, cr.Network))
 
 
-def test_format_version_1_files_without_a_digest_still_load(workdir, model_bytes):
+def test_format_version_1_files_load_with_a_warning_and_never_skip_a_digest(workdir, model_bytes):
     tensors, metadata = parts(model_bytes, workdir)
+    # Version 1 (before digests): loads, but says it could not be verified.
     del metadata[DIGEST_KEY]
     metadata["format_version"] = "1"
-    assert same_model(load_hostile(workdir, rebuild(tensors, metadata, False)), make_model())
+    with pytest.warns(cr.UnverifiedFileWarning, match="without a SHA-256 digest"):
+        assert same_model(load_hostile(workdir, rebuild(tensors, metadata, False)), make_model())
+    # A version 1 file that has a digest gets it checked: a downgrade switches nothing off.
+    tampered = dict(tensors, **{"0.bias": tensors["0.bias"] + 1})
+    with_digest = dict(metadata, **{DIGEST_KEY: tensor_digest(tensors, metadata)})
+    result = load_hostile(workdir, rebuild(tampered, with_digest, False))
+    assert "do not match the SHA-256 digest" in str(result)
+    # The current version without its digest is refused.
     metadata["format_version"] = "2"
     result = load_hostile(workdir, rebuild(tensors, metadata, False))
     assert "SHA-256 digest ('sha256') is missing" in str(result)
+
+
+generator_states = st.one_of(
+    st.fixed_dictionaries({
+        "bit_generator": st.sampled_from(["PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937",
+                                          "numpy.random.PCG64", "", "builtins.eval"]),
+        "state": st.dictionaries(st.sampled_from(["state", "inc", "key", "pos", "counter", "x"]),
+                                 st.integers(-2, 2**130) | st.lists(st.integers(-1, 2**65),
+                                                                    max_size=6), max_size=3),
+        "has_uint32": st.integers(-1, 2), "uinteger": st.integers(-1, 2**33)}),
+    st.builds(lambda key, pos: {"bit_generator": "MT19937", "state": {"key": key, "pos": pos}},
+              st.lists(st.integers(0, 1), min_size=624, max_size=624) | st.just([0] * 624),
+              st.integers(-1, 700)),
+    json_values,
+)
+
+
+@FUZZ
+@given(field=st.sampled_from(["rng", "layer_rngs", "history", "fit", "epoch", "step",
+                              "optimizer_steps"]),
+       value=json_values, state=generator_states, layer=st.sampled_from(["2", "0", "9", "x"]))
+def test_checkpoint_metadata_schemas(workdir, checkpoint_bytes, field, value, state, layer):
+    """Any restored value is either valid (and then usable: a generator draws at once) or
+    refused with ModelFileError; nothing else escapes, nothing hangs."""
+    tensors, metadata = parts(checkpoint_bytes, workdir)
+    if field == "rng":
+        metadata["rng"] = json.dumps(state)
+    elif field == "layer_rngs":
+        metadata["layer_rngs"] = json.dumps({layer: state})
+    else:
+        metadata[field] = json.dumps(value)
+    result = load_hostile(workdir, rebuild(tensors, metadata), load_checkpoint)
+    if isinstance(result, cr.ModelFileError):
+        return
+    generator = result.generator()
+    if generator is not None:
+        generator.integers(0, 5, 10)  # an all-zero MT19937 state would loop here for ever
+    net = make_model()
+    result.restore(net)
+    for index in result.layer_rng_states:
+        net.layers[index].rng.integers(0, 5, 10)
 
 
 # -- the corpus ------------------------------------------------------------------------

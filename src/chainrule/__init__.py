@@ -11,7 +11,13 @@ from ._version import __version__
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .augmentation import random_shift
 from .diagnostics import HealthCheck, TrainingHealthWarning
-from .errors import ModelFileError, NonFiniteLossError
+from .errors import (
+    CheckpointInUseError,
+    InsufficientMemoryError,
+    ModelFileError,
+    NonFiniteLossError,
+    UnverifiedFileWarning,
+)
 from .gradcheck import GradientReport, check_gradients
 from .io import load
 from .layers import AvgPool2D, BatchNorm1d, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
@@ -72,4 +78,7 @@ __all__ = [
     "random_shift",
     "ModelFileError",
     "NonFiniteLossError",
+    "CheckpointInUseError",
+    "InsufficientMemoryError",
+    "UnverifiedFileWarning",
 ]
