@@ -496,20 +496,26 @@ class _SklearnEpochs(Callback):
         estimator.n_iter_ = 0
 
     def _before_batch(self, step: int) -> None:
-        est = self.estimator
-        c, _ = est._scale()
-        optimizer = self.network.optimizer
-        if est.solver == "adam":
+        est, optimizer = self.estimator, self._optimizer
+        if self._adam:
             # scikit-learn adds epsilon to sqrt(v) before the bias correction, chainrule
             # (PyTorch) after it: the same step needs eps / sqrt(1 - beta_2**t), over c.
             t = optimizer.steps + 1
-            optimizer.eps = est.epsilon / (c * math.sqrt(1.0 - est.beta_2**t))
+            optimizer.eps = self._eps / math.sqrt(1.0 - est.beta_2**t)
         if not est.alpha:
             return
         weight = self.batch_weights[step]
-        optimizer.weight_decay = est.alpha / (c * weight)
-        squares = sum(float(np.vdot(d.weight, d.weight)) for d in est._dense_layers())
+        optimizer.weight_decay = est.alpha / (self._c * weight)
+        squares = sum(float(np.vdot(w, w)) for w in self._weights)
         self.penalty += 0.5 * est.alpha * squares * self.sizes[step] / weight
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        est = self.estimator
+        self._c, _ = est._scale()
+        self._optimizer = self.network.optimizer
+        self._adam = est.solver == "adam"
+        self._eps = est.epsilon / self._c
+        self._weights = [layer.weight for layer in est._dense_layers()]  # live arrays
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
         self.penalty = 0.0

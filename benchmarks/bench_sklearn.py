@@ -1,0 +1,157 @@
+"""chainrule.sklearn against scikit-learn's own MLPClassifier / MLPRegressor.
+
+Same hyperparameters, same float32 data, each fit in a fresh process on one
+BLAS thread (two BLAS thread pools alive in one process distort both), best
+of ``--repeat`` runs for the time. Data: the bundled MNIST digits (10,000 to
+train, 10,000 to test), scikit-learn's ``load_digits`` and ``load_diabetes``
+(a 75/25 seeded split, features standardised; diabetes' target too).
+
+    python benchmarks/bench_sklearn.py                 # prints a Markdown table
+    python benchmarks/bench_sklearn.py --out benchmarks/RESULTS_sklearn.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+CASES = {
+    # name: (dataset, estimator kind, parameters shared by both libraries)
+    "mnist adam": ("mnist", "classifier", dict(hidden_layer_sizes=(128,), max_iter=20)),
+    "mnist sgd": ("mnist", "classifier", dict(hidden_layer_sizes=(128,), solver="sgd",
+                                              learning_rate_init=0.05, max_iter=20)),
+    "digits adam": ("digits", "classifier", dict(hidden_layer_sizes=(100,), max_iter=200)),
+    "digits lbfgs": ("digits", "classifier", dict(hidden_layer_sizes=(100,), solver="lbfgs",
+                                                  max_iter=200)),
+    "diabetes adam": ("diabetes", "regressor", dict(hidden_layer_sizes=(32,), alpha=3.0,
+                                                    max_iter=300, learning_rate_init=0.003)),
+    "diabetes lbfgs": ("diabetes", "regressor", dict(hidden_layer_sizes=(32,), solver="lbfgs",
+                                                     alpha=30.0, max_iter=200)),
+}
+
+
+def load(dataset: str):
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if dataset == "mnist":
+        from chainrule.datasets import load_mnist
+
+        (x, y), (x_test, y_test) = load_mnist()
+        return x, y, x_test, y_test
+    if dataset == "digits":
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+    else:
+        from sklearn.datasets import load_diabetes
+
+        x, y = load_diabetes(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
+    scaler = StandardScaler().fit(x_train)
+    x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+    if dataset == "diabetes":
+        mean, std = y_train.mean(), y_train.std()
+        y_train, y_test = (y_train - mean) / std, (y_test - mean) / std
+    f32 = np.float32
+    return x_train.astype(f32), y_train, x_test.astype(f32), y_test
+
+
+def one(library: str, case: str) -> dict:
+    """Fit once in this process and report the time and test score."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    dataset, kind, params = CASES[case]
+    x, y, x_test, y_test = load(dataset)
+    if library == "chainrule":
+        from chainrule import sklearn as lib
+    else:
+        from sklearn import neural_network as lib
+    cls = lib.MLPClassifier if kind == "classifier" else lib.MLPRegressor
+    model = cls(random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # A first short fit pays the one-off costs of a process (lazy imports, chainrule's
+        # numba kernels compiling), reported apart from the timed fit.
+        start = time.perf_counter()
+        cls(random_state=0, **{**params, "max_iter": 2}).fit(x[:64], y[:64])
+        warmup = time.perf_counter() - start
+        start = time.perf_counter()
+        model.fit(x, y)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "warmup": warmup, "score": float(model.score(x_test, y_test)),
+            "n_iter": int(model.n_iter_)}
+
+
+def run_in_process(library: str, case: str) -> dict:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--one", library, case], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", nargs=2, metavar=("LIBRARY", "CASE"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=3, help="fits per library and case")
+    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--out", help="also write the table to this Markdown file")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one)))
+        return
+    load_before = os.getloadavg()
+    lines = [
+        "| case | scikit-learn s | chainrule s | speed-up | scikit-learn score | chainrule score | "
+        "iterations (sk / cr) | first short fit s (sk / cr) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in args.cases:
+        runs = {lib: [run_in_process(lib, case) for _ in range(args.repeat)]
+                for lib in ("scikit-learn", "chainrule")}
+        best = {lib: min(r["seconds"] for r in rs) for lib, rs in runs.items()}
+        score = {lib: rs[0]["score"] for lib, rs in runs.items()}
+        iters = {lib: rs[0]["n_iter"] for lib, rs in runs.items()}
+        warm = {lib: min(r["warmup"] for r in rs) for lib, rs in runs.items()}
+        lines.append(
+            f"| {case} | {best['scikit-learn']:.2f} | {best['chainrule']:.2f} | "
+            f"{best['scikit-learn'] / best['chainrule']:.2f}x | {score['scikit-learn']:.4f} | "
+            f"{score['chainrule']:.4f} | {iters['scikit-learn']} / {iters['chainrule']} | "
+            f"{warm['scikit-learn']:.2f} / {warm['chainrule']:.2f} |"
+        )
+        print(lines[-1], flush=True)
+    load_after = os.getloadavg()
+    import sklearn
+
+    import chainrule
+
+    notes = [
+        "",
+        f"Best of {args.repeat} fits per library, each in a fresh process on one BLAS thread, "
+        "float32 data, `random_state=0`, timed after a first short fit in the same process "
+        "(its time is the last column: imports and, for chainrule, compiling its numba "
+        "kernels); scores on the held-out test rows (accuracy; R^2 for diabetes).",
+        f"scikit-learn {sklearn.__version__}, chainrule {chainrule.__version__}, Python "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs; load average "
+        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after (the machine was shared).",
+    ]
+    table = "\n".join(lines + notes)
+    print("\n".join(notes))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write("# chainrule.sklearn against scikit-learn\n\n"
+                    "`python benchmarks/bench_sklearn.py --out benchmarks/RESULTS_sklearn.md`\n\n"
+                    + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
