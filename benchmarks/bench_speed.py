@@ -153,6 +153,30 @@ def worker_torch(case: str, samples: int, threads: str) -> dict:
     return {"seconds": seconds, "samples": len(x), "threads": torch.get_num_threads()}
 
 
+def worker_compile() -> dict:
+    """Seconds a first training step pays for the kernels: numba's import, then compiling
+    (empty cache) or loading them (warm cache), for float32 batches, one sample and Adam."""
+    import numpy as np
+
+    import chainrule as cr
+    from chainrule import kernels
+
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    kernels.compiled()
+    for sizes, loss, optimizer, batch in (
+        ((20, 16, 3), "cross_entropy", cr.SGD(lr=0.1, momentum=0.9), 8),
+        ((3, 4, 1), "squared_error", cr.SGD(lr=0.1), 1),
+        ((20, 16, 3), "cross_entropy", cr.Adam(), 8),
+    ):
+        net = cr.Network.from_sizes(list(sizes), loss=loss, optimizer=optimizer, seed=0)
+        x = rng.random((8, sizes[0]), dtype=np.float32)
+        y = rng.integers(0, sizes[-1], 8) if loss == "cross_entropy" else x.sum(axis=1) > 1
+        net.fit(x, y.astype(np.float32) if loss != "cross_entropy" else y, batch_size=batch,
+                verbose=0, threads=1)
+    return {"seconds": time.perf_counter() - start, "kernels": kernels.enabled()}
+
+
 def worker_sgemm(threads: str) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -246,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         if contender == "sgemm":
             print(json.dumps(worker_sgemm(threads)))
             return 0
+        if contender == "compile":
+            print(json.dumps(worker_compile()))
+            return 0
         work = worker_torch if contender == "torch" else worker_chainrule
         if case == "all":  # every idle case, one after the other, in this one process
             size = 3 if samples == "full" else 4
@@ -265,6 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     sgemm_all = run_worker("sgemm", "-", 0, "all", "numpy")["gflops"]
     sgemm_one = run_worker("sgemm", "-", 0, "1", "numpy")["gflops"]
     print(f"SGEMM ceiling: {sgemm_all:.0f} GFLOP/s (all threads), {sgemm_one:.0f} (1 thread)")
+    # The kernels' first use: an empty numba cache (compiling), then the same cache again (loading).
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["NUMBA_CACHE_DIR"] = cache
+        try:
+            cold = run_worker("compile", "-", 0, "1", "auto")["seconds"]
+            warm = run_worker("compile", "-", 0, "1", "auto")["seconds"]
+        finally:
+            del os.environ["NUMBA_CACHE_DIR"]
+    print(f"kernels' first use: {cold:.1f} s compiling (empty cache), {warm:.2f} s loading (cached)")
 
     idle: dict[str, dict[str, list[float]]] = {}
     if not args.skip_idle:
@@ -316,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
                  f"NumPy {np.__version__}; load average (1 min) at the start {load_before}, "
                  f"at the end {loadavg()}. SGEMM ceiling (float32 2048x2048 through NumPy's BLAS): "
                  f"{sgemm_all:.0f} GFLOP/s on all threads, {sgemm_one:.0f} on one.")
+    lines.append("")
+    lines.append(f"First use of the kernels (numba's import plus compiling every kernel a float32 "
+                 f"MLP step with SGD, one-sample steps and Adam need): {cold:.1f} s with an empty "
+                 f"cache, once per installation; {warm:.2f} s in later processes, which load the "
+                 f"cache.")
     lines.append("")
     lines.append(f"Each figure: samples per second, median (min-max) over {reps} repetitions, each "
                  "contender in a fresh process, order rotating; ratios are per repetition "

@@ -143,12 +143,32 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both (default 2)")
     parser.add_argument("--only", choices=["chainrule", "torch"], help="run one framework")
+    parser.add_argument("--output", default=None,
+                        help="where to keep the transcript (default benchmarks/ACCURACY.md for "
+                        "full-length runs of both frameworks; none otherwise)")
     args = parser.parse_args()
+    lines: list[str] = []
+
+    def say(*parts: object, **kwargs: object) -> None:
+        print(*parts, **kwargs)
+        lines.append(" ".join(str(p) for p in parts))
+
+    import datetime
+    import platform
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=here).stdout.strip() or "?"
+    say(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, "
+        f"command: python benchmarks/mnist_vs_torch.py {' '.join(sys.argv[1:])}".rstrip())
+    say(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average (1 min) at the start {os.getloadavg()[0]:.2f}")
 
     (x, y), (x_test, y_test) = load_mnist()
     base = DigitRecipe().replace(epochs=args.epochs)
-    print(f"recipe: {base.describe()}")
-    print(f"data: {len(x) - base.validation:,} training, {base.validation:,} validation, "
+    say(f"recipe: {base.describe()}")
+    say(f"data: {len(x) - base.validation:,} training, {base.validation:,} validation, "
           f"{len(x_test):,} test digits (bundled MNIST); {args.threads} threads")
     try:
         import torch
@@ -157,10 +177,10 @@ def main() -> int:
     except ImportError:
         torch_version = None
         if args.only != "chainrule":
-            print("PyTorch is not installed: running chainrule only")
-    print(f"chainrule {cr.__version__}, numpy {np.__version__}, torch {torch_version}")
-    print()
-    print(f"{'seed':>4}  {'framework':<10} {'test acc':>9} {'val acc':>8} {'train time':>11}")
+            say("PyTorch is not installed: running chainrule only")
+    say(f"chainrule {cr.__version__}, numpy {np.__version__}, torch {torch_version}")
+    say()
+    say(f"{'seed':>4}  {'framework':<10} {'test acc':>9} {'val acc':>8} {'train time':>11}")
     rows: dict[str, list[dict]] = {"chainrule": [], "torch": []}
     for seed in [int(s) for s in args.seeds.split(",")]:
         recipe = base.replace(seed=seed)
@@ -173,19 +193,28 @@ def main() -> int:
                 result = run_torch(recipe, x, y, x_test, y_test, args.threads)
             rows[name].append(result)
             val = f"{100 * result['val_accuracy']:.2f}%" if result["val_accuracy"] else "-"
-            print(f"{seed:>4}  {name:<10} {100 * result['accuracy']:>8.2f}% {val:>8} "
+            say(f"{seed:>4}  {name:<10} {100 * result['accuracy']:>8.2f}% {val:>8} "
                   f"{result['seconds']:>9.1f} s", flush=True)
-    print()
+    say()
     for name, results in rows.items():
         if results:
             accuracy = [r["accuracy"] for r in results]
             seconds = [r["seconds"] for r in results]
-            print(f"{name:<10} test accuracy mean {100 * np.mean(accuracy):.2f}% "
+            say(f"{name:<10} test accuracy mean {100 * np.mean(accuracy):.2f}% "
                   f"(min {100 * min(accuracy):.2f}%), train time median {np.median(seconds):.1f} s")
     if rows["chainrule"] and rows["torch"]:
         ratio = np.median([r["seconds"] for r in rows["chainrule"]]) / np.median(
             [r["seconds"] for r in rows["torch"]])
-        print(f"chainrule / torch train time: {ratio:.2f}x")
+        say(f"chainrule / torch train time: {ratio:.2f}x")
+    say(f"load average (1 min) at the end {os.getloadavg()[0]:.2f}")
+    output = args.output
+    if output is None and args.epochs is None and args.only is None:
+        output = os.path.join(here, "ACCURACY.md")
+    if output:
+        with open(output, "w") as f:
+            f.write("# chainrule's default recipe beside PyTorch's (benchmarks/mnist_vs_torch.py)\n\n")
+            f.write("```\n" + "\n".join(lines) + "\n```\n")
+        print(f"written to {output}")
     return 0
 
 

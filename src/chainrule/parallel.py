@@ -1,18 +1,18 @@
-"""Two threads for the large matrix products of a training step (opt-in).
+"""Two threads for the large matrix products of a training step (opt-in, off by default).
 
 Plumbing, not math: ``threaded_matmul(a, b)`` is ``a @ b``, computed in two
 halves on two cores when enabled and when that pays. ``Dense`` calls it;
 ``Network.train_step`` opens ``with threaded_matmul:`` around each step.
 
-It is off by default. On an idle machine the BLAS's own threads are faster
-(measured on 2 cores, MLP 784-256-128-10: 28.8k / 65.2k / 91.6k samples/s at
-batch 32 / 128 / 512 with OpenBLAS threading, 20.6k / 50.6k / 88.7k with the
-split), because waking a sleeping helper thread costs tens of microseconds
-per product while OpenBLAS's threads spin, ready. On a machine shared with
-other busy processes that spinning backfires (OpenBLAS on two threads fell to
-a twentieth of its idle speed in the same test); there, set
-``chainrule.parallel.threaded_matmul.enabled = True``, or hold the BLAS at one
-thread with ``threadpoolctl.threadpool_limits(1)``.
+It is off by default: how many threads the products use is decided by
+``chainrule.threads`` (``fit(threads="auto")``), which measures the BLAS's
+own threads against one thread as training goes. The split is kept as an
+alternative whose rounding does not depend on the load (each half is a
+one-thread BLAS call); ``tests/test_performance_paths.py`` checks that it
+computes the same products. Enable it with
+``chainrule.parallel.threaded_matmul.enabled = True``; the NumPy path of
+``Network.train_step`` uses it, the kernel path (``chainrule.kernels``) does
+not. No speed figure is published for it: no kept benchmark measures it.
 """
 
 from __future__ import annotations
