@@ -300,8 +300,7 @@ def plain_warnings() -> Iterator[None]:
              line: Any = None) -> None:
         warn_line(str(message))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
+    with warnings.catch_warnings():  # the filters stay as they are (-W, PYTHONWARNINGS)
         warnings.showwarning = show
         yield
 

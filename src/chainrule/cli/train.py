@@ -47,7 +47,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "train", help="train a digit classifier (by default on the bundled MNIST digits)",
         description="Train an MLP digit classifier. With no options: the default recipe ("
         + default.describe() + ") on the 10,000 bundled MNIST training digits, of which "
-        f"the last {default.validation:,} are held out for validation; then the test "
+        f"{default.validation:,}, drawn at random (seeded) and stratified by digit, are held "
+        "out for validation; then the test "
         "accuracy on the 10,000 test digits. Ctrl-C stops after the current step and "
         "saves the model trained so far.",
     )
@@ -74,7 +75,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="augment with random shifts of up to PX pixels, 0 for none "
                    f"(default {default.max_shift})")
     p.add_argument("--validation", type=non_negative_int, metavar="N",
-                   help=f"training digits held out for validation (default {default.validation})")
+                   help="training digits held out for validation, drawn at random (seeded) "
+                   f"and stratified by digit (default {default.validation})")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="train on the first N training digits only (for quick trials)")
     p.add_argument("--seed", type=int, help=f"random seed (default {default.seed})")
