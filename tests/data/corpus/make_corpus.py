@@ -1,6 +1,7 @@
 """Write the hostile-file corpus: small model, checkpoint and IDX files that must be refused.
 
-Run from the repository root: ``python tests/data/corpus/make_corpus.py``.
+Run from the repository root: ``python tests/data/corpus/make_corpus.py`` (it writes
+the files not yet present and the manifest).
 Each file's expected outcome (the error type and a fragment of its message)
 goes to ``manifest.json``; ``tests/test_io_fuzz.py`` checks them all. The
 files are committed, so the test does not depend on this script staying
@@ -187,6 +188,46 @@ def corpus() -> dict[str, tuple[bytes, str, str]]:
         "checkpoint_missing_adam_moment.safetensors": (
             checkpoint_file(lambda t, m: t.pop("optimizer.0.weight.v")), MODEL,
             "missing optimizer tensor 'optimizer.0.weight.v'"),
+        # Restored values that would hang, crash or mislead a resumed run.
+        "checkpoint_mt19937_all_zero_state.safetensors": (
+            checkpoint_file(lambda t, m: m.update(rng=json.dumps(
+                {"bit_generator": "MT19937", "state": {"key": [0] * 624, "pos": 624}}))),
+            MODEL, "invalid MT19937 generator state: it is all zeros"),
+        "checkpoint_epoch_loss_null.safetensors": (
+            checkpoint_file(lambda t, m: m.update(step="1", fit=json.dumps(
+                {"batch_size": 2, "samples": 6, "epoch_loss": None}))),
+            MODEL, "fit setting 'epoch_loss' is invalid: None"),
+        "checkpoint_negative_adam_second_moment.safetensors": (
+            checkpoint_file(lambda t, m: t["optimizer.0.weight.v"].__setitem__((0, 0), -1.0)),
+            MODEL, "tensor 'optimizer.0.weight.v' must not be negative"),
+        "checkpoint_history_beyond_its_epoch.safetensors": (
+            checkpoint_file(lambda t, m: m.update(
+                history='{"epochs": [0, 1, 2], "metrics": {"loss": [1, 1, 1]}}')),
+            MODEL, "history epochs must increase and stay below epoch 1"),
+        # A downgrade to format 1 keeps a digest that is there checked.
+        "format_1_with_a_wrong_digest.safetensors": (
+            model_file(lambda t, m: (m.update(format_version="1"),
+                                     m.update(sha256="0" * 64)), refresh_digest=False),
+            MODEL, "do not match the SHA-256 digest"),
+        # Quoted values are cut to 80 characters.
+        "layer_type_of_100000_characters.safetensors": (
+            model_file(architecture([{"type": "T" * 100_000}])),
+            MODEL, "... (100,000 characters)"),
+        # Not safetensors at all: said what it looks like.
+        "png_picture.safetensors": (
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x1c\x00\x00\x00\x1c\x08\x00",
+            MODEL, "looks like a PNG picture"),
+        # Headers safetensors itself might take: refused by the bounded reader.
+        "duplicate_tensor_name.safetensors": (
+            struct.pack("<Q", 107) + b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+            b'"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}' + b"\0" * 8,
+            MODEL, "duplicate key 'a'"),
+        "tensor_name_of_300_characters.safetensors": (
+            raw_safetensors({"n" * 300: {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+                            b"\0" * 4), MODEL, "longer than 256 characters"),
+        "bytes_after_the_last_tensor.safetensors": (
+            raw_safetensors({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+                            b"\0" * 12), MODEL, "the tensors cover 4 bytes of data but the file holds 12"),
         # IDX files (read_idx): headers that lie about sizes.
         "idx_claims_4e9_images.idx": (bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 28, 28)
                                       + b"\0" * 100, IDX, "expected"),
@@ -201,9 +242,11 @@ def corpus() -> dict[str, tuple[bytes, str, str]]:
 
 
 def main() -> None:
+    """Write files not yet in the corpus (committed ones stay byte for byte) and the manifest."""
     manifest = {}
     for name, (data, error, fragment) in sorted(corpus().items()):
-        (HERE / name).write_bytes(data)
+        if not (HERE / name).exists():
+            (HERE / name).write_bytes(data)
         manifest[name] = {"error": error, "message": fragment}
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {len(manifest)} files to {HERE}")
