@@ -68,8 +68,11 @@ class Optimizer:
         None unless every array is C-contiguous float32/float64 of one dtype
         (the kernels take flat views of one type).
         """
+        # The decays are part of the key: weight_decay may change between steps (a
+        # callback, or chainrule.sklearn's alpha / batch weight before every batch).
         key = (*map(id, params), *map(id, grads),
-               *(id(s[name]) if name in s else 0 for s in self.state for name in names))
+               *(id(s[name]) if name in s else 0 for s in self.state for name in names),
+               getattr(self, "weight_decay", 0.0), getattr(self, "decay_1d", True))
         cached = getattr(self, "_views", None)
         if cached is not None and cached[0] == key:
             return cached[1]
