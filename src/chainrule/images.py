@@ -14,8 +14,10 @@ digits were made from scanned, black-on-white NIST digits like this:
 a scan or a paint program needs:
 
 * every Pillow mode is scaled to grey levels in [0, 1] by its own range
-  (8-bit modes by 255, 16-bit greyscale by 65535, 32-bit integer and float
-  pictures by the range their values use), transparency is resolved;
+  (8-bit modes by 255; 16-bit greyscale by 2**b - 1 for the smallest b of
+  8, 10, 12, 14 and 16 bits that holds its largest value, as cameras store
+  10- to 14-bit data in 16-bit files; 32-bit integer and float pictures by
+  the range their values use), and transparency is resolved;
 * the paper is the picture's dominant tone (the peak of its histogram), and
   the ink is whichever side of the paper holds more contrast, so a dark frame
   or a scanner's shadow along the edge cannot turn the picture over;
@@ -352,12 +354,21 @@ def _grey_reader(image: Any):
     mode = image.mode
     transparency = image.info.get("transparency")
     if mode.startswith("I;16"):
+        # Cameras and scanners store 10-, 12- and 14-bit data in 16-bit files:
+        # scale by 2**b - 1 for the smallest such b that holds the largest value.
+        try:
+            high = image.getextrema()[1]
+        except ValueError:  # Pillow has no extrema for I;16B; look at the values
+            high = max(int(np.asarray(image.crop((0, top, image.width, top + 256))).max())
+                       for top in range(0, image.height, 256))
+        span = np.float32(next(2**b - 1 for b in (8, 10, 12, 14, 16) if high <= 2**b - 1))
+
         def read16(piece):
             values = np.asarray(piece)
             alpha = None
             if isinstance(transparency, int):
                 alpha = (values != transparency).astype(np.float32)
-            return values.astype(np.float32) / np.float32(65535), alpha
+            return values.astype(np.float32) / span, alpha
         return read16
     if mode in ("I", "F"):
         low, high = image.getextrema()
@@ -383,7 +394,9 @@ def _grey_reader(image: Any):
     has_alpha = mode in _EIGHT_BIT_ALPHA or transparency is not None
     if has_alpha:
         def read_alpha(piece):
-            if piece.mode not in ("LA", "RGBA"):
+            if piece.mode == "La":
+                piece = piece.convert("LA")
+            elif piece.mode not in ("LA", "RGBA"):
                 piece = piece.convert("RGBA")  # applies a palette's or a colour key's transparency
             values = np.asarray(piece.convert("LA"), dtype=np.float32) / 255
             return values[..., 0], values[..., 1]
