@@ -29,6 +29,7 @@ nothing). ``class_weight="balanced"`` gives class ``j`` the weight
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +52,7 @@ _ROW_SUM_TOLERANCE = 1e-4
 
 
 class Loss:
-    """Base class: subclasses define ``check_targets`` and ``_per_sample``; the reduction is here."""
+    """Base class: subclasses define ``check_targets`` and ``_terms``; the reduction is here."""
 
     #: Whether ``accuracy`` (and class weights) make sense for this loss.
     classification: bool = False
@@ -59,14 +60,17 @@ class Loss:
     # -- targets ---------------------------------------------------------------
 
     def check_targets(
-        self, outputs_shape: tuple[int, ...], target: Any, dtype: Any = np.float64
+        self, outputs_shape: tuple[int, ...], target: Any, dtype: Any = np.float64,
+        *, finite: bool = True,
     ) -> np.ndarray:
         """Validate ``target`` for outputs shaped ``outputs_shape``; return it normalised.
 
         ``outputs_shape`` is ``(n, k)`` for a batch or ``(k,)`` for one sample.
         Regression losses return float targets of that shape (targets shaped
         ``(n,)`` are accepted for ``(n, 1)`` outputs). Raises ``ValueError``
-        saying what is wrong and what to use instead.
+        saying what is wrong and what to use instead. ``finite=False`` leaves
+        out the NaN/infinity check (``forward`` makes it only when the loss
+        comes out non-finite, which such a target always causes).
         """
         raise NotImplementedError
 
@@ -86,8 +90,15 @@ class Loss:
 
     # -- the math ------------------------------------------------------------------
 
-    def _per_sample(self, z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(l, g)`` for a batch ``z`` (n, k): per-sample losses (n,) and ``dl_i/dz_i`` (n, k)."""
+    def _terms(
+        self, z: np.ndarray, target: np.ndarray, per_sample: bool
+    ) -> tuple[Any, np.ndarray, float]:
+        """``(l, g, c)`` for a batch ``z`` (n, k): the losses, and ``dl_i/dz_i = c * g`` (n, k).
+
+        ``l`` is the per-sample losses (n,) when ``per_sample`` is set, else
+        only their sum (a float: cheaper, and all an unweighted mean needs).
+        ``c`` is a constant factor, so that backward multiplies only once.
+        """
         raise NotImplementedError
 
     def forward(
@@ -106,19 +117,21 @@ class Loss:
         pred = np.asarray(pred)
         if pred.ndim not in (1, 2):
             raise ValueError(f"predictions must be shaped (k,) or (n, k), got shape {pred.shape}")
-        target = self.check_targets(pred.shape, target, pred.dtype)
+        target = self.check_targets(pred.shape, target, pred.dtype, finite=False)
         z = pred if pred.ndim == 2 else pred[None, :]
         n = z.shape[0]
-        losses, grad = self._per_sample(z, _batch_form(target, z))
         weight, denominator = self._weights(pred.shape, target, sample_weight, class_weight)
+        losses, grad, factor = self._terms(z, _batch_form(target, z), weight is not None)
         if weight is None:
-            value = float(np.sum(losses, dtype=np.float64)) / n
-            scale: Any = 1.0 / n
+            value = float(losses) / n
+            scale: Any = factor / n
         elif denominator == 0:  # every sample weighs 0: nothing to learn from this batch
             value, scale = 0.0, np.zeros((n, 1), dtype=z.dtype)
         else:
             value = float(np.dot(weight, losses.astype(np.float64))) / denominator
-            scale = (weight / denominator).astype(z.dtype)[:, None]
+            scale = (weight * (factor / denominator)).astype(z.dtype)[:, None]
+        if not math.isfinite(value):
+            _check_finite(target)  # a NaN or infinite target says so; else the outputs are to blame
         if cache:
             self._cache = (grad, scale, pred.shape)
         return value
@@ -222,9 +235,10 @@ def _class_weight_array(class_weight: Any, n_classes: int, counts: Any) -> np.nd
     return weights
 
 
+# dtype.kind rather than np.issubdtype: these run on every training step.
 def _numeric(target: Any) -> np.ndarray:
     target = np.asarray(target)
-    if target.dtype == np.bool_ or np.issubdtype(target.dtype, np.number):
+    if target.dtype.kind in "biuf":  # bool, integers, floats
         return target
     try:
         return target.astype(np.float64)
@@ -233,21 +247,24 @@ def _numeric(target: Any) -> np.ndarray:
 
 
 def _check_finite(target: np.ndarray) -> None:
-    if np.issubdtype(target.dtype, np.floating) and not np.all(np.isfinite(target)):
+    if target.dtype.kind == "f" and not np.all(np.isfinite(target)):
         i = int(np.flatnonzero(~np.isfinite(target.reshape(-1)))[0])
         raise ValueError(f"targets contain NaN or infinite values (first at flat index {i})")
 
 
 def _integer_valued(target: np.ndarray) -> bool:
-    if target.dtype == np.bool_ or np.issubdtype(target.dtype, np.integer):
+    if target.dtype.kind in "biu":
         return True
     return bool(np.all(target == np.round(target)))
 
 
-def _like_outputs(loss: Loss, shape: tuple[int, ...], target: Any, dtype: Any) -> np.ndarray:
+def _like_outputs(
+    loss: Loss, shape: tuple[int, ...], target: Any, dtype: Any, finite: bool = True
+) -> np.ndarray:
     """Targets for a per-output loss: one value per output (``(n,)`` fits ``(n, 1)``)."""
     target = _numeric(target)
-    _check_finite(target)
+    if finite:
+        _check_finite(target)
     if target.shape != shape:
         # The only reshapes allowed: (n,) for (n, 1) outputs, and a scalar for one output.
         column = len(shape) == 2 and shape[1] == 1 and target.shape == shape[:1]
@@ -270,8 +287,8 @@ def _like_outputs(loss: Loss, shape: tuple[int, ...], target: Any, dtype: Any) -
 class _Regression(Loss):
     """Targets: one real value per output."""
 
-    def check_targets(self, outputs_shape, target, dtype=np.float64):
-        return _like_outputs(self, tuple(outputs_shape), target, dtype)
+    def check_targets(self, outputs_shape, target, dtype=np.float64, *, finite=True):
+        return _like_outputs(self, tuple(outputs_shape), target, dtype, finite)
 
     def _label_hint(self, k: int) -> str:
         return (
@@ -288,9 +305,10 @@ class SquaredError(_Regression):
     exactly ``sum((pred - y)**2)``. Gradient: ``2 * (pred - target) / n``.
     """
 
-    def _per_sample(self, z, target):
+    def _terms(self, z, target, per_sample):
         diff = z - target
-        return np.einsum("ij,ij->i", diff, diff), diff * 2.0
+        losses = np.einsum("ij,ij->i", diff, diff) if per_sample else np.vdot(diff, diff)
+        return losses, diff, 2.0
 
 
 class MeanSquaredError(_Regression):
@@ -300,10 +318,11 @@ class MeanSquaredError(_Regression):
     Gradient: ``2 * (pred - target) / pred.size``.
     """
 
-    def _per_sample(self, z, target):
+    def _terms(self, z, target, per_sample):
         k = z.shape[1]
         diff = z - target
-        return np.einsum("ij,ij->i", diff, diff) / k, diff * (2.0 / k)
+        losses = np.einsum("ij,ij->i", diff, diff) if per_sample else np.vdot(diff, diff)
+        return losses / k, diff, 2.0 / k
 
 
 class CrossEntropy(Loss):
@@ -330,18 +349,19 @@ class CrossEntropy(Loss):
 
     classification = True
 
-    def check_targets(self, outputs_shape, target, dtype=np.float64):
+    def check_targets(self, outputs_shape, target, dtype=np.float64, *, finite=True):
         shape = tuple(outputs_shape)
         k = shape[-1]
         if k < 2:
             raise ValueError(_ONE_OUTPUT)
         target = _numeric(target)
-        _check_finite(target)
+        if finite:
+            _check_finite(target)
         if target.shape == shape:  # one row of class probabilities per sample
             return _probability_rows(target, dtype)
         return _check_labels(target, k, shape[0] if len(shape) == 2 else 1)
 
-    def _per_sample(self, z, target):
+    def _terms(self, z, target, per_sample):
         n = z.shape[0]
         shifted = z - z.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
@@ -349,14 +369,18 @@ class CrossEntropy(Loss):
         log_sum = np.log(sum_exp)
         exp /= sum_exp  # exp now holds p = softmax(z)
         if target.ndim == 2:
-            losses = -np.einsum("ij,ij->i", target, shifted - log_sum)
+            if per_sample:
+                losses = -np.einsum("ij,ij->i", target, shifted - log_sum)
+            else:
+                losses = -np.vdot(target, shifted - log_sum)
             grad = exp * target.sum(axis=1, keepdims=True) - target
         else:
             rows = np.arange(n)
-            losses = log_sum[:, 0] - shifted[rows, target]
+            picked = log_sum[:, 0] - shifted[rows, target]
+            losses = picked if per_sample else np.sum(picked)
             grad = exp
             grad[rows, target] -= 1.0
-        return losses, grad
+        return losses, grad, 1.0
 
     def class_weights(self, class_weight, target, n_outputs):
         def counts():
@@ -397,9 +421,9 @@ def _weighted_mean(right: np.ndarray, sample_weight: Any) -> float:
 def _probability_rows(target: np.ndarray, dtype: Any) -> np.ndarray:
     """Rows of class probabilities: non-negative, each summing to 1 (within rounding)."""
     rows = target.reshape(-1, target.shape[-1])
-    bad = np.any(rows < 0, axis=1) | (np.abs(rows.sum(axis=1, dtype=np.float64) - 1.0)
-                                      > _ROW_SUM_TOLERANCE)
-    if np.any(bad):
+    sums = rows.sum(axis=1, dtype=np.float64)
+    if rows.size and (rows.min() < 0 or np.abs(sums - 1.0).max() > _ROW_SUM_TOLERANCE):
+        bad = np.any(rows < 0, axis=1) | (np.abs(sums - 1.0) > _ROW_SUM_TOLERANCE)
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
             f"CrossEntropy target rows must be class probabilities (one-hot): non-negative, "
@@ -420,14 +444,14 @@ def _check_labels(target: np.ndarray, n_classes: int, n: int) -> np.ndarray:
         )
     if (target.shape[0] if target.ndim else 1) != n:
         raise ValueError(f"got {target.shape[0] if target.ndim else 1} labels for {n} samples")
-    if np.issubdtype(target.dtype, np.floating):
+    if target.dtype.kind == "f":
         bad = target != np.round(target)
         if np.any(bad):
             i = int(np.flatnonzero(np.reshape(bad, -1))[0])
             raise ValueError(f"class label {target.reshape(-1)[i]!r} at index {i} is not an integer")
-    target = target.astype(np.intp) if target.dtype == np.bool_ else target
-    bad = (target < 0) | (target >= n_classes)
-    if np.any(bad):
+    target = target.astype(np.intp) if target.dtype.kind == "b" else target
+    if target.size and (target.min() < 0 or target.max() >= n_classes):
+        bad = (target < 0) | (target >= n_classes)
         i = int(np.flatnonzero(np.reshape(bad, -1))[0])
         value = np.reshape(target, -1)[i]
         raise ValueError(
@@ -454,10 +478,10 @@ class BinaryCrossEntropy(Loss):
 
     classification = True
 
-    def check_targets(self, outputs_shape, target, dtype=np.float64):
-        target = _like_outputs(self, tuple(outputs_shape), target, dtype)
-        outside = (target < 0) | (target > 1)
-        if np.any(outside):
+    def check_targets(self, outputs_shape, target, dtype=np.float64, *, finite=True):
+        target = _like_outputs(self, tuple(outputs_shape), target, dtype, finite)
+        if target.size and (target.min() < 0 or target.max() > 1):  # NaN: see forward
+            outside = (target < 0) | (target > 1)
             value = target.reshape(-1)[int(np.flatnonzero(outside.reshape(-1))[0])]
             raise ValueError(
                 f"BinaryCrossEntropy targets must lie in [0, 1] (one yes/no per output); got "
@@ -472,12 +496,11 @@ class BinaryCrossEntropy(Loss):
             f"label per sample use CrossEntropy (loss=\"cross_entropy\")"
         )
 
-    def _per_sample(self, z, target):
+    def _terms(self, z, target, per_sample):
         k = z.shape[1]
         elementwise = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
-        grad = sigmoid(z) - target
-        grad *= 1.0 / k
-        return elementwise.mean(axis=1), grad
+        losses = elementwise.sum(axis=1) / k if per_sample else np.sum(elementwise) / k
+        return losses, sigmoid(z) - target, 1.0 / k
 
     def class_weights(self, class_weight, target, n_outputs):
         if n_outputs != 1:
