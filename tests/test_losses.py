@@ -264,3 +264,19 @@ def test_weighted_gradients_check(loss):
     if net.loss.classification:
         report = cr.check_gradients(net, x, y, sample_weight=w, class_weight="balanced")
         assert report.ok, str(report)
+
+
+def test_a_nan_target_is_named_in_every_path_not_blamed_on_the_learning_rate():
+    net = cr.Network.from_sizes([2, 3, 2], seed=0, dtype="float64")
+    x, y = np.ones((3, 2)), np.zeros((3, 2))
+    y[1, 0] = np.nan
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    for call in (lambda: net.train_step(x, y), lambda: net.evaluate(x, y),
+                 lambda: net.fit(x, y, verbose=0), lambda: cr.check_gradients(net, x, y)):
+        with pytest.raises(ValueError, match="targets contain NaN or infinite values"):
+            call()
+    for name, value in net.parameters().items():
+        np.testing.assert_array_equal(value, before[name])
+    bce = cr.Network.from_sizes([2, 3, 1], loss="binary_cross_entropy", seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        bce.train_step(x, [0.0, np.nan, 1.0])
