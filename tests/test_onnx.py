@@ -95,7 +95,7 @@ def test_a_layer_without_exporter_is_named(tmp_path):
     for odd in (Square(), MyDense(3, 3)):
         net = cr.Network([cr.Dense(4, 3, seed=0), odd])
         with pytest.raises(ExportError, match=rf"cannot export layer 1 \(.*\) to ONNX: no exporter "
-                                              rf"for {type(odd).__name__}; supported layers: Dense"):
+                                              rf"for {type(odd).__name__}; supported layers: AvgPool2D, .*Dense"):
             net.to_onnx(tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
@@ -108,3 +108,69 @@ def test_opset_is_stated_and_checked(tmp_path):
     assert model.producer_name == "chainrule" and model.producer_version == cr.__version__
     with pytest.raises(ValueError, match="opset must be >= 13"):
         to_onnx(net, opset=11)
+
+
+# -- convolutional networks ------------------------------------------------------------
+
+
+def test_cnn_with_batchnorm_matches_on_all_test_digits(tmp_path, mnist):
+    from chainrule.layers import BatchNorm2d, Conv2D, Flatten, MaxPool2D
+
+    (x_train, y_train), (x_test, y_test) = mnist
+    images, test_images = x_train.reshape(-1, 1, 28, 28), x_test.reshape(-1, 1, 28, 28)
+    net = cr.Network([
+        Conv2D(1, 4, 5, padding=2, bias=False, seed=0), BatchNorm2d(4), cr.ReLU(), MaxPool2D(2),
+        Conv2D(4, 8, 3, stride=2, seed=1), cr.ReLU(), MaxPool2D(2), Flatten(),
+        cr.Dropout(0.1, seed=0), cr.Dense(72, 10, seed=2),
+    ], loss="cross_entropy", optimizer=cr.Adam(lr=1e-2))
+    net.fit(images[:2000], y_train[:2000], epochs=1, batch_size=32, seed=0, verbose=0)
+    assert net.layers[1].num_batches_tracked > 0  # running statistics moved off (0, 1)
+    model = net.to_onnx(tmp_path / "cnn.onnx")
+    assert [node.op_type for node in model.graph.node] == [
+        "Conv", "BatchNormalization", "Relu", "MaxPool", "Conv", "Relu", "MaxPool", "Flatten",
+        "Identity", "Gemm"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, "height", "width"]
+
+    run = session(tmp_path / "cnn.onnx")
+    out = run.run(["output"], {"input": test_images})[0]  # all 10,000 test digits
+    expected = net.predict(test_images)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
+    assert (out.argmax(axis=1) == y_test).mean() > 0.6  # a tiny CNN after 63 steps: it learned
+    for n in (1, 3):  # dynamic batch
+        np.testing.assert_allclose(run.run(None, {"input": test_images[:n]})[0], expected[:n],
+                                   rtol=0, atol=1e-5)
+
+
+def test_each_image_layer_exports_and_matches(tmp_path):
+    dtype = "float32"
+    from chainrule.layers import AvgPool2D, BatchNorm1d, BatchNorm2d, Conv2D, Flatten, MaxPool2D
+
+    rng = np.random.default_rng(0)
+    bn2, bn1 = BatchNorm2d(3), BatchNorm1d(4, affine=False)
+    net = cr.Network([
+        Conv2D(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), seed=0), bn2, cr.Tanh(),
+        MaxPool2D(2, stride=1), AvgPool2D((2, 3)), Flatten(), cr.Dense(12, 4, seed=1), bn1,
+        cr.Dense(4, 2, seed=2),
+    ], dtype=dtype)
+    for bn in (bn2, bn1):  # running statistics and scales away from their initial values
+        bn.running_mean[...] = rng.normal(size=bn.num_features)
+        bn.running_var[...] = rng.uniform(0.5, 2.0, size=bn.num_features)
+    bn2.params["weight"][...] = rng.normal(size=3)
+    bn2.params["bias"][...] = rng.normal(size=3)
+    model = to_onnx(net, tmp_path / "m.onnx", input_shape=(2, 9, 8))
+    assert [node.op_type for node in model.graph.node] == [
+        "Conv", "BatchNormalization", "Tanh", "MaxPool", "AveragePool", "Flatten", "Gemm",
+        "BatchNormalization", "Gemm"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 2, 9, 8]
+    x = rng.normal(size=(5, 2, 9, 8)).astype(dtype)
+    out = session(tmp_path / "m.onnx").run(None, {"input": x})[0]
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(out, net.predict(x), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="3 channels; layer 0"):
+        to_onnx(net, input_shape=(3, 9, 8))
+    # float64 exports and passes the checker; onnxruntime's CPU provider has no
+    # double-precision Conv to run it with.
+    model = to_onnx(net.astype("float64"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE

@@ -32,8 +32,10 @@ class Layer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # The first class of a name keeps it: a user's subclass called "ReLU"
-        # must not change what a saved ReLU loads as.
-        _REGISTRY.setdefault(cls.__name__, cls)
+        # must not change what a saved ReLU loads as. Private helper bases
+        # ("_BatchNorm", "_Pool2D") are no layers a file may name.
+        if not cls.__name__.startswith("_"):
+            _REGISTRY.setdefault(cls.__name__, cls)
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
