@@ -67,7 +67,7 @@ def test_output_is_mnist_shaped_and_scaled(reference):
     assert reference.max() == pytest.approx(1.0, abs=0.02)
     # Centring by mass moves the top-heavy 7 down, but never off the frame.
     assert reference[:2].max() == 0 and reference[:, :2].max() == 0
-    assert reference[-1].max() < 0.5
+    assert reference[-1].sum() < 2.0  # at most the stem's tip reaches the last row
 
 
 def test_digit_fills_a_20px_box_centred_by_mass(reference):

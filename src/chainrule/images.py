@@ -86,8 +86,8 @@ THIN = 0.5
 #: Very large crops are first reduced to this long side; plenty for a 20 px result.
 WORK_SIDE = 160
 #: Whole pictures are reduced (by whole-pixel box averaging) to at most this long
-#: side while they are read: a digit filling a twentieth of it still spans 50 px.
-READ_SIDE = 1024
+#: side while they are read: a digit filling a twentieth of it still spans 25 px.
+READ_SIDE = 512
 
 #: Pillow format names that :func:`load_image` opens ("PPM" covers PBM, PGM and
 #: PPM; "MPO" is how Pillow names the JPEG files of many phone cameras).
