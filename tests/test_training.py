@@ -378,3 +378,12 @@ def test_early_stopping_restores_batchnorm_statistics_with_the_weights():
     net.fit(x, y, epochs=10, verbose=0, validation_data=(x_val, y_val), callbacks=[Keep(), stop])
     for name, value in net.state_dict().items():  # running_mean / running_var included
         np.testing.assert_array_equal(value, states[stop.best_epoch][name])
+
+
+def test_a_resumed_run_holds_out_the_rows_its_checkpoint_started_with(tmp_path):
+    x, y = blobs(60)
+    path = tmp_path / "run.safetensors"
+    whole = classifier().fit(x, y, epochs=3, verbose=0, validation_split=0.2, seed=3)
+    classifier().fit(x, y, epochs=2, verbose=0, validation_split=0.2, seed=3, checkpoint=path)
+    resumed = classifier().fit(x, y, epochs=3, verbose=0, validation_split=0.2, resume=path)
+    assert resumed["val_loss"] == whole["val_loss"]  # seed not repeated: the same rows anyway

@@ -21,7 +21,6 @@ import numpy as np
 
 from .checkpoint import holds_checkpoint_lock
 from .errors import NonFiniteLossError
-from .threads import blas_threads, thread_policy
 
 __all__ = [
     "fit",
@@ -233,7 +232,6 @@ def fit(
     sample_weight: Any = None,
     class_weight: Any = None,
     validation_split: float | None = None,
-    threads: int | str | None = "auto",
 ) -> History:
     """Train ``network`` on ``(x, y)`` with minibatch steps.
 
@@ -287,8 +285,8 @@ def fit(
     validation_split : float in (0, 1), optional
         Hold out this share of ``(x, y)`` for validation instead of passing
         ``validation_data``: rows drawn at random with ``seed`` (0 when
-        ``seed`` is None, so a resumed run holds out the same rows), and for
-        classification stratified by class. Unlike Keras, which holds out the
+        ``seed`` is None; a resumed run holds out the rows its checkpoint
+        names), and for classification stratified by class. Unlike Keras, which holds out the
         *last* rows, class-sorted data trains and validates on every class.
         See ``train_validation_split``.
     threads : "auto", int or None
@@ -324,10 +322,19 @@ def fit(
         from .losses import check_sample_weight
 
         sample_weight = check_sample_weight(sample_weight, n)
+    saved = None
+    if resume is not None:
+        from .checkpoint import load_checkpoint
+
+        saved = load_checkpoint(resume)
+    split_seed = None
     if validation_split is not None:
         if validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
-        train, val = validation_rows(n, float(validation_split), seed=seed if seed is not None else 0,
+        split_seed = seed if isinstance(seed, int) else 0
+        if saved is not None and type(saved.fit_settings.get("split_seed")) is int:
+            split_seed = saved.fit_settings["split_seed"]  # the rows the run started with
+        train, val = validation_rows(n, float(validation_split), seed=split_seed,
                                      stratify=_stratify_labels(network.loss, y))
         weight_val = None if sample_weight is None else sample_weight[val]
         validation_data = (x[val], y[val], weight_val)
@@ -350,21 +357,15 @@ def fit(
 
             val_weight = check_sample_weight(validation_data[2], len(x_val))
     n_batches = math.ceil(n / batch_size)
-    # BLAS threads for the steps' products (chainrule.threads): measured, fixed, or left alone.
-    train_step = network.train_step
-    policy = thread_policy(threads, network, batch_size)
-    if policy is not None and (policy.adaptive or policy.choice != blas_threads()):
-        train_step = policy.wrap(network.train_step)
     settings = {"batch_size": batch_size, "shuffle": bool(shuffle), "samples": n,
                 "seed": seed if isinstance(seed, int) else None}
+    if validation_split is not None:
+        settings.update(validation_split=float(validation_split), split_seed=split_seed)
 
     rng = np.random.default_rng(seed)
     history = History()
     start_epoch, start_step, start_loss = 0, 0, (0.0, 0)
-    if resume is not None:
-        from .checkpoint import load_checkpoint
-
-        saved = load_checkpoint(resume)
+    if saved is not None:
         saved.restore(network)
         _warn_if_settings_differ(saved.fit_settings, settings, saved.path)
         if saved.rng_state is not None:
@@ -427,9 +428,9 @@ def fit(
                 yb = y[rows]
             try:
                 if sample_weight is None and class_weight is None:
-                    loss = train_step(xb, yb)
+                    loss = network.train_step(xb, yb)
                 else:
-                    loss = train_step(
+                    loss = network.train_step(
                         xb, yb, class_weight=class_weight,
                         sample_weight=None if sample_weight is None else sample_weight[rows],
                     )
@@ -439,8 +440,8 @@ def fit(
                     f"training diverged at epoch {epoch + 1}, step {step + 1}: {error}. "
                     f"Try a smaller learning rate (lr is {lr})."
                 ) from None
-            total += loss * (1 if batch_size == 1 else len(xb))
-            seen += 1 if batch_size == 1 else len(xb)
+            total += loss * len(xb)
+            seen += len(xb)
             steps_done = step + 1
             for callback in batch_hooks:
                 callback.on_batch_end(step, {"loss": loss})
@@ -481,7 +482,7 @@ def _warn_if_settings_differ(saved: dict[str, Any], current: dict[str, Any], pat
     """A resumed run repeats an uninterrupted one only with the same data and batches."""
     changed = [
         f"{key} {saved[key]!r} -> {current[key]!r}"
-        for key in ("batch_size", "shuffle", "samples")
+        for key in ("batch_size", "shuffle", "samples", "validation_split")
         if key in saved and saved[key] != current[key]
     ]
     if changed:
