@@ -21,6 +21,7 @@ import numpy as np
 
 from .checkpoint import holds_checkpoint_lock
 from .errors import NonFiniteLossError
+from .threads import blas_threads, thread_policy
 
 __all__ = [
     "fit",
@@ -232,6 +233,7 @@ def fit(
     sample_weight: Any = None,
     class_weight: Any = None,
     validation_split: float | None = None,
+    threads: int | str | None = "auto",
 ) -> History:
     """Train ``network`` on ``(x, y)`` with minibatch steps.
 
@@ -357,6 +359,11 @@ def fit(
 
             val_weight = check_sample_weight(validation_data[2], len(x_val))
     n_batches = math.ceil(n / batch_size)
+    # BLAS threads for the steps' products (chainrule.threads): measured, fixed, or left alone.
+    train_step = network.train_step
+    policy = thread_policy(threads, network, batch_size)
+    if policy is not None and (policy.adaptive or policy.choice != blas_threads()):
+        train_step = policy.wrap(network.train_step)
     settings = {"batch_size": batch_size, "shuffle": bool(shuffle), "samples": n,
                 "seed": seed if isinstance(seed, int) else None}
     if validation_split is not None:
@@ -428,9 +435,9 @@ def fit(
                 yb = y[rows]
             try:
                 if sample_weight is None and class_weight is None:
-                    loss = network.train_step(xb, yb)
+                    loss = train_step(xb, yb)
                 else:
-                    loss = network.train_step(
+                    loss = train_step(
                         xb, yb, class_weight=class_weight,
                         sample_weight=None if sample_weight is None else sample_weight[rows],
                     )
@@ -440,8 +447,8 @@ def fit(
                     f"training diverged at epoch {epoch + 1}, step {step + 1}: {error}. "
                     f"Try a smaller learning rate (lr is {lr})."
                 ) from None
-            total += loss * len(xb)
-            seen += len(xb)
+            total += loss * (1 if batch_size == 1 else len(xb))
+            seen += 1 if batch_size == 1 else len(xb)
             steps_done = step + 1
             for callback in batch_hooks:
                 callback.on_batch_end(step, {"loss": loss})
