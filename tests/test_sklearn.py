@@ -234,6 +234,27 @@ def test_network_builder_in_a_pipeline_and_searches():
     copy[-1].partial_fit(StandardScaler().fit_transform(x), y)  # optimizer relinked
 
 
+def test_a_cnn_builder_with_input_shape(tmp_path):
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:300] / 16, y[:300]
+
+    def cnn(n_features, n_outputs, rng):  # 8x8 digits: 4 maps of 6x6, pooled to 3x3
+        return [cr.Conv2D(1, 4, 3, rng=rng), cr.ReLU(), cr.MaxPool2D(2), cr.Flatten(),
+                cr.Dense(36, n_outputs, rng=rng)]
+
+    clf = _fit_quietly(MLPClassifier(network=cnn, input_shape=(1, 8, 8), learning_rate_init=0.01,
+                                     max_iter=20, random_state=0), x, y)
+    assert clf.score(x, y) > 0.8
+    assert [type(layer).__name__ for layer in clf.network_.layers][:3] == ["Conv2D", "ReLU",
+                                                                           "MaxPool2D"]
+    clf.save(tmp_path / "cnn.safetensors")
+    back = load(tmp_path / "cnn.safetensors")
+    assert back.input_shape == (1, 8, 8)
+    np.testing.assert_array_equal(back.predict_proba(x), clf.predict_proba(x))
+    with pytest.raises(ValueError, match=r"input_shape \(1, 8, 7\) holds 56 values"):
+        clone(clf).set_params(input_shape=(1, 8, 7)).fit(x, y)
+
+
 def _builder(n_features, n_outputs, rng):
     return [cr.Dense(n_features, 24, rng=rng), cr.Tanh(), cr.Dense(24, n_outputs, rng=rng)]
 

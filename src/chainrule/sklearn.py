@@ -98,6 +98,7 @@ class _BaseMLP(BaseEstimator):
         **{k: v for k, v in _SkMLPClassifier._parameter_constraints.items() if k != "loss"},
         "dtype": [StrOptions({"float32", "float64"})],
         "network": [callable, None],
+        "input_shape": ["array-like", None],
     }
 
     # -- fitted attributes that live in the network -------------------------------
@@ -221,6 +222,18 @@ class _BaseMLP(BaseEstimator):
         return Adam(lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2),
                     eps=self.epsilon, decay_1d=False)
 
+    def _to_network_input(self, X: np.ndarray) -> np.ndarray:
+        """Rows ``(n, features)`` as the network takes them: images ``(n, *input_shape)``
+        when ``input_shape`` is set (e.g. ``(1, 28, 28)`` for a CNN), else unchanged."""
+        X = X.astype(self.dtype, copy=False)
+        if self.input_shape is None:
+            return X
+        shape = tuple(int(d) for d in self.input_shape)
+        if math.prod(shape) != X.shape[1]:
+            raise ValueError(f"input_shape {shape} holds {math.prod(shape)} values per sample, "
+                             f"but X has {X.shape[1]} features")
+        return X.reshape(len(X), *shape)
+
     # -- fitting ---------------------------------------------------------------------
 
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False):
@@ -239,7 +252,7 @@ class _BaseMLP(BaseEstimator):
             self._initialize_curves()
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs; this estimator was fitted with {self.n_outputs_}")
-        X = X.astype(self.network_.dtype, copy=False)
+        X = self._to_network_input(X)
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, targets, sample_weight)
         else:
@@ -423,7 +436,7 @@ class _BaseMLP(BaseEstimator):
         in the input's float dtype (scikit-learn's habit), computed in the network's."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        outputs = self.network_.predict(X.astype(self.network_.dtype, copy=False))
+        outputs = self.network_.predict(self._to_network_input(X))
         return outputs.astype(X.dtype, copy=False)
 
     # -- files ------------------------------------------------------------------------
@@ -575,6 +588,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         it must end in ``n_outputs`` raw outputs (logits). The loss is the
         estimator's: softmax cross-entropy for several classes, logistic for
         two classes and for multi-label.
+    input_shape : tuple, optional
+        Each row of ``X`` is reshaped to this before the network, e.g.
+        ``(1, 28, 28)`` for a CNN built by ``network`` (scikit-learn passes rows).
 
     Fitted attributes are scikit-learn's (``classes_``, ``coefs_``,
     ``intercepts_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
@@ -594,7 +610,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
         warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-        max_fun=15000, class_weight=None, dtype="float32", network=None,
+        max_fun=15000, class_weight=None, dtype="float32", network=None, input_shape=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -622,6 +638,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
         self.dtype = dtype
         self.network = network
+        self.input_shape = input_shape
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,) of any type,
@@ -728,7 +745,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: ``sklearn.neural_network.MLPRegressor`` on chainrule.
 
     Parameters are scikit-learn's (``loss="squared_error"`` only; "poisson" is
-    refused), plus ``dtype`` and ``network`` as in ``MLPClassifier``. The
+    refused), plus ``dtype``, ``network`` and ``input_shape`` as in ``MLPClassifier``. The
     output is linear (``out_activation_ == "identity"``); targets may have
     several columns.
     """
@@ -744,7 +761,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True, random_state=None,
         tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-        n_iter_no_change=10, max_fun=15000, dtype="float32", network=None,
+        n_iter_no_change=10, max_fun=15000, dtype="float32", network=None, input_shape=None,
     ):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -772,6 +789,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.max_fun = max_fun
         self.dtype = dtype
         self.network = network
+        self.input_shape = input_shape
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Train on ``X`` (n_samples, n_features) and ``y`` (n_samples,) or (n_samples, n_outputs)."""
@@ -898,8 +916,9 @@ def load(path: str | PathLike) -> MLPClassifier | MLPRegressor:
         unknown = set(params) - known
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}")
-        if isinstance(params.get("hidden_layer_sizes"), list):
-            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        for name in ("hidden_layer_sizes", "input_shape"):
+            if isinstance(params.get(name), list):
+                params[name] = tuple(params[name])
         estimator = cls(**params)
         estimator._validate_params()
         allowed = {"n_features_in_", "n_outputs_", "n_layers_", "n_iter_", "t_", "loss_",
@@ -917,7 +936,7 @@ def load(path: str | PathLike) -> MLPClassifier | MLPRegressor:
             estimator.feature_names_in_ = np.array([str(v) for v in value], dtype=object)
         elif name not in ("classes_", "label_type"):
             setattr(estimator, name, value)
-    if network.in_features != estimator.__dict__.get("n_features_in_"):
+    if network.in_features not in (None, estimator.__dict__.get("n_features_in_")):
         raise ModelFileError(f"{path}: n_features_in_ does not match the network's input width")
     if cls is MLPClassifier:
         classes = _decode_classes(fitted.get("classes_"), path)
