@@ -244,6 +244,10 @@ def test_weight_arguments_are_validated():
         cr.SquaredError().forward(z, z, class_weight={0: 2.0})
     with pytest.raises(ValueError, match="multi-label.*sample_weight"):
         cr.BinaryCrossEntropy().forward(z, z, class_weight={0: 2.0})
+    # a batch whose every sample weighs 0 contributes nothing (not 0/0)
+    z3 = np.array([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]])
+    assert ce.forward(z3, [0, 0, 0], class_weight=[0.0, 1.0]) == 0.0
+    np.testing.assert_array_equal(ce.backward(), np.zeros((3, 2)))
     # scaling every class weight changes nothing: it is a weighted mean
     a = ce.forward(np.array([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]]), y, class_weight=[1.0, 3.0])
     b = ce.forward(np.array([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]]), y, class_weight=[2.0, 6.0])

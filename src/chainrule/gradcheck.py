@@ -115,6 +115,10 @@ def check_gradients(
     sample_weight, class_weight :
         Weight the loss as ``fit`` does (see ``chainrule.losses``).
 
+    The network runs in its own mode (``network.training``, dropout masks
+    repeated exactly between the two sides of each difference); the targets
+    go through ``Loss.check_targets`` as in ``fit``.
+
     Returns
     -------
     GradientReport
@@ -126,7 +130,7 @@ def check_gradients(
     network = copy.deepcopy(network).astype(np.float64)
     x = np.array(x, dtype=np.float64)
     # The same target validation as fit and evaluate; a mistake is reported, not checked.
-    y = network.loss.check_targets(network.predict(x).shape, y)
+    y = network.loss.check_targets(network.predict(x).shape, y)  # raises for a mistake
     weights = {"sample_weight": sample_weight, "class_weight": class_weight}
     # Randomness inside the forward pass (dropout masks) must repeat exactly.
     rngs = [layer.rng for layer in network.layers if isinstance(getattr(layer, "rng", None),
