@@ -59,6 +59,23 @@ def fifo(directory: Path) -> Path:
     return path
 
 
+def big_header(directory: Path) -> Path:
+    """A well-formed 7.5 MB header of metadata strings (within the limits) and no tensors."""
+    import json
+    import struct
+
+    header = json.dumps({"__metadata__": {f"k{i}": "x" * 30_000 for i in range(250)}}).encode()
+    path = directory / "big_header.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    return path
+
+
+LITTLE_MEMORY_LEFT = """import re, resource
+used = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (used + 12 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+"""
+
+
 # name -> (build(directory) -> child body, expected error type, message fragment)
 CASES = {
     # Amplification before verification: bounded before parsing.
@@ -81,6 +98,10 @@ CASES = {
     "100000_zero_size_tensors": (
         lambda d: load_body(hc.zero_size_tensors(d, 100_000)),
         "ModelFileError", "JSON values; at most 500,000 are read"),
+    # Out of memory while reading: still the documented error, never MemoryError.
+    "7_MB_header_with_12_MB_of_address_space_left": (
+        lambda d: "import chainrule\n" + LITTLE_MEMORY_LEFT + load_body(big_header(d)),
+        "ModelFileError", "big_header"),
     # Reading before checking: header-only checks on a sparse 2 GiB tensor.
     "sparse_2_GiB_tensor_as_checkpoint": (
         lambda d: load_body(hc.sparse_huge_tensor(d, 2), "load_checkpoint"),

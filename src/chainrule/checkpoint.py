@@ -365,8 +365,12 @@ def load_checkpoint(path: str | PathLike) -> Checkpoint:
     FileNotFoundError
         If there is no file at ``path``.
     """
-    with open_safetensors(path, kind="checkpoint file") as st:
-        return checkpoint_from_file(st)
+    try:
+        with open_safetensors(path, kind="checkpoint file") as st:
+            return checkpoint_from_file(st)
+    except (MemoryError, RecursionError) as error:  # a file must never end in these
+        what = "memory" if isinstance(error, MemoryError) else "stack"
+        raise ModelFileError(f"{os.fspath(path)}: not enough {what} to load it") from None
 
 
 def checkpoint_from_file(st: SafetensorsFile) -> Checkpoint:

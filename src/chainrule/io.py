@@ -1160,6 +1160,14 @@ def load(path: str | PathLike, architecture: Any = None) -> Any:
         For a format version 1 file without a digest.
     """
     path = os.fspath(path)
+    try:
+        return _load(path, architecture)
+    except (MemoryError, RecursionError) as error:  # a file must never end in these
+        what = "memory" if isinstance(error, MemoryError) else "stack"
+        raise ModelFileError(f"{path}: not enough {what} to load it") from None
+
+
+def _load(path: str, architecture: Any) -> Any:
     with open_safetensors(path) as st:
         kind = st.metadata.get("format")
         if kind == "chainrule-checkpoint":
