@@ -70,7 +70,8 @@ class DigitRecipe:
     dropout : probability of zeroing each hidden unit while training.
     input_dropout : probability of zeroing each input pixel while training.
     optimizer : ``"adam"`` or ``"sgd"`` (SGD uses Nesterov momentum 0.9).
-    lr, final_lr : learning rate, annealed along a cosine to ``final_lr`` by the last epoch.
+    lr, final_lr : learning rate, annealed along a cosine towards ``final_lr``, reached as the
+        last epoch ends (``cosine_schedule``: every epoch trains at a rate above it).
     weight_decay : L2 penalty coefficient added to every gradient.
     epochs, batch_size : passes over the data and digits per step.
     max_shift : random shifts of up to this many pixels each epoch (0 for none).
