@@ -422,6 +422,12 @@ def test_resume_refuses_a_different_network_and_a_finished_run_saves_its_model(
                            "--resume", str(checkpoint))
     assert_one_line_error(status, err, "--layers 784,16,10 differs from its 784,8,10")
     assert "epoch" not in out
+    # The input: an Adam run with dropout resumed with --optimizer sgd --dropout 0.
+    status, out, err = run(capsys, "train", *base, "--epochs", "3", "--optimizer", "sgd",
+                           "--dropout", "0", "--resume", str(checkpoint))
+    assert_one_line_error(status, err, "--dropout 0 differs from its 0.2",
+                          "--optimizer sgd differs from its adam")
+    assert out == ""
     status, _, err = run(capsys, "train", *base, "--epochs", "1", "--resume", str(checkpoint))
     assert_one_line_error(status, err, "already holds 2 epochs, more than --epochs 1",
                           "give --epochs 2 or more")
