@@ -98,14 +98,29 @@ def browser(tmp_path_factory):
 
 
 def _wait(driver, condition, what):
-    return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(
-        lambda d: condition(d), message=f"waited {WAIT} s for {what}")
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(lambda d: condition(d))
+    except Exception:
+        texts = driver.execute_script(
+            "return ['error', 'train-status', 'train-error'].map("
+            "(id) => id + ': ' + document.getElementById(id).textContent)"
+            " .concat([JSON.stringify(window.chainrule)])")
+        _shot(driver, "failed.png")
+        raise AssertionError(f"waited {WAIT} s for {what}; the page says {texts}") from None
 
 
 def _shot(driver, name):
+    """A screenshot of the whole page, through the DevTools protocol (chromium's own)."""
     if SHOTS:
+        import base64
+
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(Path(SHOTS) / name))
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2000),
+                "scale": 1}
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True, "clip": clip})
+        (Path(SHOTS) / name).write_bytes(base64.b64decode(shot["data"]))
 
 
 def _stroke(driver, points):
@@ -224,8 +239,9 @@ def test_train_one_epoch_then_start_and_stop_another(server, browser):
     set_field("samples", "10000")
     set_field("epochs", "50")
     set_field("batch", "32")
+    first_job = browser.execute_script("return window.chainrule.job")
     browser.find_element(By.ID, "start").click()
-    _wait(browser, lambda d: d.execute_script("return window.chainrule.job") == 2
+    _wait(browser, lambda d: d.execute_script("return window.chainrule.job") != first_job
           and points("loss-chart") >= 5, "the second run's first steps")
     # A second start while it runs gets a clear message.
     def second_start(d):

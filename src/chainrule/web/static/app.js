@@ -120,11 +120,21 @@ function endStroke(event) {
 canvas.addEventListener("pointerup", endStroke);
 canvas.addEventListener("pointercancel", endStroke);
 
-$("clear").addEventListener("click", () => {
+// A fresh canvas: the previous drawing's answer goes too.
+function resetAnswer() {
   clearCanvas();
+  sequence += 1; // an answer still on its way is for the old drawing
   $("prediction").textContent = "?";
   $("error").textContent = "";
-});
+  const picture = $("input28").getContext("2d");
+  picture.fillStyle = "#000"; picture.fillRect(0, 0, 28, 28);
+  for (let d = 0; d < 10; d++) {
+    if ($(`bar-${d}`)) { $(`bar-${d}`).firstChild.style.width = "0"; $(`p-${d}`).textContent = ""; }
+  }
+  showInside(undefined);
+  $("inside-title").textContent = "draw something";
+}
+$("clear").addEventListener("click", resetAnswer);
 
 async function predict(strokeEnd = performance.now()) {
   const mine = ++sequence;
@@ -171,6 +181,7 @@ function showInside(inside) {
   const ctx = view.getContext("2d");
   ctx.fillStyle = "#111";
   ctx.fillRect(0, 0, view.width, view.height);
+  if (inside === undefined) return;
   if (!inside) { $("inside-title").textContent = "this model has no hidden layer"; return; }
   const v = inside.values;
   const hi = Math.max(...v.map(Math.abs)) || 1;
@@ -216,9 +227,7 @@ async function labelDrawing(digit) {
   if (!hasInk) { $("error").textContent = "draw a digit first"; return; }
   try {
     showCount(await api("/api/digits", { image: canvas.toDataURL("image/png"), label: digit }));
-    clearCanvas();
-    $("prediction").textContent = "?";
-    $("error").textContent = "";
+    resetAnswer();
   } catch (error) { $("error").textContent = error.message; }
 }
 
@@ -228,6 +237,7 @@ $("finetune").addEventListener("click", async () => {
   $("finetune-result").textContent = "fine-tuning...";
   try {
     const r = await api("/api/finetune", { model: $("model").value });
+    await loadModels(r.model); // the new model is chosen before the result shows
     const row = (what, key) => `<tr><td>${what}</td><td>${percent(r.before[key])}</td><td>${percent(r.after[key])}</td></tr>`;
     $("finetune-result").innerHTML =
       `<table id="finetune-table"><tr><th>accuracy on</th><th>before</th><th>after</th></tr>` +
@@ -235,7 +245,6 @@ $("finetune").addEventListener("click", async () => {
       row(`your ${r.digits.mine_held_out} held-out digits`, "mine_held_out") +
       row(`MNIST test (${r.digits.mnist_test})`, "mnist_test") + `</table>` +
       `<p class="muted">saved as <b id="finetuned-name">${r.model}</b> (${r.saved}); ${r.from} is unchanged</p>`;
-    await loadModels(r.model);
   } catch (error) {
     $("finetune-result").textContent = error.message;
   } finally { button.disabled = false; }
@@ -302,7 +311,7 @@ function showHealth(event) {
   }
 }
 
-let currentJob = null, seen = 0, trainedModel = null;
+let currentJob = null, seen = 0, trainedModel = null, testResult = "";
 
 function onEvent(event) {
   if (event.job !== currentJob) {
@@ -316,6 +325,7 @@ function onEvent(event) {
   if (event.type === "begin") {
     setRunning(true);
     charts.epochs = event.epochs;
+    testResult = "";
     drawWeights(null);
     showHealth({});
     $("weights-epoch").textContent = "";
@@ -338,12 +348,13 @@ function onEvent(event) {
     $("train-status").textContent = text;
     if (event.kind === "default") { $("banner").hidden = false; $("banner").textContent = `Training the default digit model (first use): ${text}`; }
   } else if (event.type === "test") {
-    $("train-status").textContent += `; MNIST test accuracy ${percent(event.accuracy)}`;
+    testResult = `MNIST test accuracy ${percent(event.accuracy)}`;
+    $("train-status").textContent += `; ${testResult}`;
   } else if (event.type === "end") {
     setRunning(false);
     if (event.state === "error") { $("train-error").textContent = event.message; return; }
     $("train-status").textContent = `${label} ${event.state === "stopped" ? "stopped; the model trained so far is kept" : "finished"}` +
-      (event.model ? ` as ${event.model}` : "") + "; " + $("train-status").textContent.split("; ").slice(-1)[0];
+      (event.model ? ` as ${event.model}` : "") + (testResult ? `; ${testResult}` : "");
     if (event.kind === "default") $("banner").hidden = true;
     if (event.model) {
       trainedModel = event.model;
@@ -370,14 +381,18 @@ $("train-form").addEventListener("submit", async (event) => {
   $("train-error").textContent = "";
   const number = (id) => Number($(id).value);
   const list = (id) => $(id).value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+  const previous = $("train-status").textContent;
+  $("train-status").textContent = "starting...";
   try {
     await api("/api/train", {
       architecture: $("arch").value, hidden: list("hidden"), channels: list("channels"), activation: $("activation").value,
       optimizer: $("optimizer").value, lr: number("lr"), batch_size: number("batch"),
       epochs: number("epochs"), samples: number("samples"),
     });
-    $("train-status").textContent = "starting...";
-  } catch (error) { $("train-error").textContent = error.message; }
+  } catch (error) {
+    $("train-status").textContent = previous;
+    $("train-error").textContent = error.message;
+  }
 });
 
 $("stop").addEventListener("click", async () => {
