@@ -338,3 +338,21 @@ def test_chance_accuracy_is_the_most_common_class_share():
     assert at_chance(0.0983, y_test) and not at_chance(0.5, y_test)
     with pytest.raises(ValueError, match="no labels"):
         chance_accuracy([])
+
+
+def test_a_dead_channel_of_a_convolution_is_one_dead_unit():
+    """Images (n, C, H, W): a relu unit is a channel, dead when no position of any sample is > 0."""
+    rng = np.random.default_rng(0)
+    net = cr.Network([cr.Conv2D(1, 4, 3, rng=rng), cr.ReLU(), cr.Flatten(),
+                      cr.Dense(4 * 6 * 6, 3, rng=rng)], loss="cross_entropy", dtype="float64")
+    conv = net.layers[0]
+    conv.params["bias"][...] = [0.0, 0.0, -100.0, 0.0]  # channel 2 cannot reach 0 from inputs in [0, 1)
+    x = rng.uniform(0, 1, size=(5, 1, 8, 8))
+    health = activation_health(net, x)[1]
+    assert (health.units, health.samples, health.dead) == (4, 5, 0.25)
+    assert health.active.tolist() == [True, True, False, True]
+    report = diagnose(net, x, np.array([0, 1, 2, 0, 1]), dead=0.25)
+    assert [(p.kind, p.layer) for p in report.problems] == [("dead", 1)]
+    assert "25% of its relus are dead (input <= 0 for all 5 samples" in report.problems[0].message
+    # The input scale is read from the images given.
+    assert report.input_rms == pytest.approx(np.sqrt(np.mean(x ** 2)))

@@ -264,8 +264,8 @@ def activation_health(network: Any, x: Any = None, tol: float = 1e-3) -> dict[in
         z = layer._x  # the input the last forward pass saw
         if z is None:
             raise RuntimeError(f"{layer.name}: run a forward pass first, or pass x")
-        z2 = z.reshape(-1, z.shape[-1])
-        samples, units = z2.shape
+        z2 = _units_last(z)
+        samples, units = (len(z) if z.ndim > 1 else 1), z2.shape[1]
         if isinstance(layer, Sigmoid):
             out = sigmoid(z2 * layer.scale if layer.scale != 1.0 else z2)
             saturated = float(np.mean((out < tol) | (out > 1.0 - tol)))
@@ -278,6 +278,19 @@ def activation_health(network: Any, x: Any = None, tol: float = 1e-3) -> dict[in
             result[i] = LayerHealth(i, repr(layer), "relu", units, samples,
                                     dead=float(1.0 - np.mean(active)), active=active)
     return result
+
+
+def _units_last(z: np.ndarray) -> np.ndarray:
+    """Activations as ``(observations, units)``: a unit is a feature, or a channel of images.
+
+    ``(n, features)`` stays; one sample ``(features,)`` becomes ``(1, features)``;
+    images ``(n, C, H, W)`` become ``(n * H * W, C)``, since every position of a
+    channel shares its weights (a channel is dead when no position of any
+    sample switches it on).
+    """
+    if z.ndim == 4:
+        return np.moveaxis(z, 1, -1).reshape(-1, z.shape[1])
+    return z.reshape(-1, z.shape[-1])
 
 
 # -- judgement --------------------------------------------------------------------
@@ -335,11 +348,20 @@ def _samples(n: int) -> str:
 
 
 def _first_input(network: Any) -> np.ndarray | None:
-    """The inputs of the network's last cached forward pass, if any layer kept them."""
+    """The inputs of the network's last cached forward pass, if the first layer kept them.
+
+    Layers that pass the input on unscaled in size (``Dropout``, ``Flatten``)
+    may stand before the one that kept it; past any other layer the cache
+    holds something else than the inputs, and ``None`` is returned.
+    """
+    from .layers import Dropout
+
     for layer in network.layers:
         x = getattr(layer, "_x", None)
         if x is not None:
             return x
+        if not isinstance(layer, Dropout) and type(layer).__name__ != "Flatten":
+            return None
     return None
 
 
@@ -570,9 +592,10 @@ class HealthCheck(Callback):
         for i, layer in enumerate(self.network.layers):
             if not isinstance(layer, ReLU) or isinstance(layer, LeakyReLU) or layer._x is None:
                 continue
-            z = layer._x.reshape(-1, layer._x.shape[-1])
+            z = _units_last(layer._x)
             active, seen = self._activity.get(i, (np.zeros(z.shape[1], dtype=bool), 0))
-            self._activity[i] = (active | np.any(z > 0, axis=0), seen + len(z))
+            samples = len(layer._x) if layer._x.ndim > 1 else 1
+            self._activity[i] = (active | np.any(z > 0, axis=0), seen + samples)
 
     def check(self, loss: float | None = None, *, epoch_done: bool = True) -> HealthReport:
         """Inspect the network now and warn about problems not yet announced.
