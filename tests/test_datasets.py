@@ -242,8 +242,12 @@ def test_huge_header_fails_fast_without_allocating(tmp_path, compress):
     tracemalloc.start()
     start = time.perf_counter()
     try:
-        with pytest.raises(IDXFormatError, match="4611686018427387904"):
+        with pytest.raises(IDXFormatError, match="4,611,686,018,427,387,904 bytes .* more "
+                                                 "than max_bytes=1,073,741,824"):
             read_idx(path)
+        # Without the cap, the file-size and deflate-ratio checks still refuse it.
+        with pytest.raises(IDXFormatError, match="4611686018427387904"):
+            read_idx(path, max_bytes=None)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

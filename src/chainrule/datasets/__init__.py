@@ -6,13 +6,15 @@
 ((10000, 784), dtype('float32'), dtype('int64'))
 """
 
-from .idx import IDXFormatError, read_idx, read_idx_header, write_idx
+from .idx import DEFAULT_MAX_BYTES, IDXFormatError, read_idx, read_idx_header, write_idx
 from .mnist import (
     BUNDLED_SHA256,
+    DEFAULT_TIMEOUT,
     MNIST_CHECKSUMS,
     MNIST_PROVENANCE,
     MNIST_URL,
     ChecksumError,
+    DownloadError,
     MNISTInfo,
     default_cache_dir,
     describe_mnist,
@@ -23,10 +25,13 @@ from .mnist import (
 
 __all__ = [
     "BUNDLED_SHA256",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_TIMEOUT",
     "MNIST_CHECKSUMS",
     "MNIST_PROVENANCE",
     "MNIST_URL",
     "ChecksumError",
+    "DownloadError",
     "IDXFormatError",
     "MNISTInfo",
     "default_cache_dir",

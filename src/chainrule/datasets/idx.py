@@ -8,11 +8,14 @@ Each ``dim`` is a big-endian uint32, and multi-byte values in ``data`` are
 big-endian too. The file may also be gzipped as a whole, which is how MNIST is
 distributed; gzip is recognised by its magic bytes, whatever the file name.
 
-The reader treats its input as untrusted: the header is checked against the
-amount of data actually present before any array is allocated, and a gzip
-stream is never decompressed past what the header promises (plus one byte, to
-notice trailing data), so a lying header or a gzip bomb fails fast with
-:class:`IDXFormatError` instead of exhausting memory.
+The reader treats its input as untrusted: only regular files are opened (a
+FIFO, a directory or a device is refused at once, never waited on); the
+header is checked against the amount of data actually present and against a
+cap on the data size (:data:`DEFAULT_MAX_BYTES`, a parameter) before any array
+is allocated; and a gzip stream is never decompressed past what the header
+promises (plus one byte, to notice trailing data), straight into the final
+array. A lying header or a gzip bomb fails fast with :class:`IDXFormatError`
+instead of exhausting memory.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -29,11 +33,17 @@ import numpy as np
 
 from ..io import atomic_write
 
-__all__ = ["MAX_NDIM", "IDXFormatError", "read_idx", "read_idx_header", "write_idx"]
+__all__ = ["DEFAULT_MAX_BYTES", "MAX_NDIM", "IDXFormatError", "read_idx", "read_idx_header",
+           "write_idx"]
 
 #: Largest number of dimensions accepted; the format allows 255, but nothing
 #: sensible needs more than a handful, and a cap keeps fuzzed headers cheap.
 MAX_NDIM = 8
+
+#: Default cap on the data an IDX file may hold, in bytes (after decompression):
+#: 1 GiB, twenty times MNIST's training images (47 MB) and nearly twice EMNIST's
+#: largest file (ByClass training images, 0.55 GB). Pass ``max_bytes`` to read more.
+DEFAULT_MAX_BYTES = 2**30
 
 # Type code -> big-endian dtype as stored on disk.
 _CODE_TO_DTYPE: dict[int, np.dtype] = {
@@ -104,6 +114,48 @@ def _parse_header(f: BinaryIO, name: str) -> tuple[np.dtype, tuple[int, ...], in
     return dtype, shape, 4 + 4 * ndim
 
 
+def _check_cap(name: str, dtype: np.dtype, shape: tuple[int, ...], max_bytes: int | None) -> None:
+    size = math.prod(shape) * dtype.itemsize
+    if max_bytes is not None and size > max_bytes:
+        raise IDXFormatError(
+            f"{name}: header claims {size:,} bytes of data for {_describe(shape, dtype)}, "
+            f"more than max_bytes={max_bytes:,}; pass a larger max_bytes to read it")
+
+
+def open_regular(path: PathLike, what: str = "file") -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular file, without ever blocking.
+
+    A FIFO is opened non-blocking (so a missing writer cannot hang the call)
+    and refused, like a directory, a device or a socket, with a message that
+    says what it is.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is at ``path``.
+    IDXFormatError
+        If ``path`` is not a regular file.
+    """
+    name = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(name, flags)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {what} at {name}") from None
+    except IsADirectoryError:
+        raise IDXFormatError(f"{name} is a directory, not an IDX file") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)"
+                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise IDXFormatError(f"{name} is {kind}, not an IDX file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def _to_native(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Reshape and convert a big-endian array to native order, in place."""
     if not flat.dtype.isnative:
@@ -137,15 +189,20 @@ def _read_gzip_payload(gz: gzip.GzipFile, name: str, dtype: np.dtype,
             f"but a {compressed_size}-byte gzip file cannot hold more than "
             f"{_DEFLATE_MAX_RATIO * compressed_size}"
         )
-    buf = bytearray()
-    while len(buf) < expected:
-        chunk = gz.read(min(_CHUNK, expected - len(buf)))
-        if not chunk:
+    # Straight into the final array, a slice at a time: the array is allocated
+    # once (the header and cap are checked), and nothing is copied afterwards.
+    flat = np.empty(math.prod(shape), dtype=dtype)
+    view = memoryview(flat.view(np.uint8))
+    done = 0
+    while done < expected:
+        got = gz.readinto(view[done : done + min(_CHUNK, expected - done)])
+        if not got:
             raise IDXFormatError(
                 f"{name}: expected {expected} bytes of data for {_describe(shape, dtype)}, "
-                f"file has {len(buf)} (after decompression)"
+                f"file has {done} (after decompression)"
             )
-        buf += chunk
+        done += got
+    view.release()
     # One more byte tells a clean end from trailing data; reading it also makes
     # gzip check the CRC and length trailer of the last member.
     if gz.read(1):
@@ -153,7 +210,7 @@ def _read_gzip_payload(gz: gzip.GzipFile, name: str, dtype: np.dtype,
             f"{name}: trailing data after the {expected} bytes of data that the header "
             f"promises for {_describe(shape, dtype)}"
         )
-    return _to_native(np.frombuffer(buf, dtype=dtype), shape)
+    return _to_native(flat, shape)
 
 
 def _is_gzip(f: BinaryIO) -> bool:
@@ -163,36 +220,45 @@ def _is_gzip(f: BinaryIO) -> bool:
     return magic == _GZIP_MAGIC
 
 
-def read_idx(path: PathLike) -> np.ndarray:
+def read_idx(path: PathLike, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Read an IDX file, gzipped or raw, into a NumPy array.
 
     Parameters
     ----------
     path : str or os.PathLike
         File to read. Gzip is detected from the content, not the name.
+    max_bytes : int or None
+        Largest data size accepted, in bytes after decompression, checked on
+        the header before anything is read or allocated; default
+        :data:`DEFAULT_MAX_BYTES` (1 GiB). ``None`` for no cap (the gzip
+        ratio and file-size checks still apply).
 
     Returns
     -------
     numpy.ndarray
-        Array with the shape from the header, in native byte order.
+        Array with the shape from the header, in native byte order. Peak
+        memory is the array itself plus about 1 MiB.
 
     Raises
     ------
     IDXFormatError
-        If the header is malformed, the data is shorter or longer than the
-        header says, or the gzip stream is corrupt.
+        If ``path`` is not a regular file (a directory, a FIFO, a device), the
+        header is malformed or claims more than ``max_bytes``, the data is
+        shorter or longer than the header says, or the gzip stream is corrupt.
     FileNotFoundError
         If the file does not exist.
     """
     name = os.fspath(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "IDX file") as f:
         if not _is_gzip(f):
             dtype, shape, header_len = _parse_header(f, name)
+            _check_cap(name, dtype, shape, max_bytes)
             return _read_raw(f, name, dtype, shape, header_len)
         compressed_size = os.fstat(f.fileno()).st_size
         try:
             with gzip.GzipFile(fileobj=f, mode="rb") as gz:
                 dtype, shape, header_len = _parse_header(gz, name)
+                _check_cap(name, dtype, shape, max_bytes)
                 return _read_gzip_payload(gz, name, dtype, shape, compressed_size, header_len)
         except (OSError, EOFError, zlib.error) as exc:
             # gzip.BadGzipFile is an OSError; EOFError means a truncated stream.
@@ -216,9 +282,16 @@ def read_idx_header(path: PathLike) -> tuple[np.dtype, tuple[int, ...]]:
         Element type, native byte order.
     shape : tuple of int
         Array shape promised by the header.
+
+    Raises
+    ------
+    IDXFormatError
+        If ``path`` is not a regular file, or the header is malformed.
+    FileNotFoundError
+        If the file does not exist.
     """
     name = os.fspath(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "IDX file") as f:
         if not _is_gzip(f):
             dtype, shape, _ = _parse_header(f, name)
         else:

@@ -29,6 +29,10 @@ SHA-256 of the bundled files (see :data:`BUNDLED_SHA256`)::
 
 The full set (60,000 training digits) can be loaded from any directory holding
 the four standard files, or fetched with ``load_mnist(download=True)``.
+Downloads have an overall deadline (``timeout``, :data:`DEFAULT_TIMEOUT` seconds
+for all four files), show a tqdm progress bar on a terminal, and every way
+they can fail (network, timeout, bad HTTP, truncated body, wrong digest)
+raises :class:`DownloadError`, an ``OSError``.
 Downloads are checked against :data:`MNIST_CHECKSUMS`: SHA-256 where we know
 it, and the widely published MD5 ``f68b3c2dcbeaaa9fbdd348bbdeb94873`` for
 ``train-images-idx3-ubyte.gz`` (9,912,422 bytes), whose SHA-256 we have not
@@ -41,8 +45,12 @@ two test files above, which are identical in both sets.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
+import socket
+import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -53,14 +61,17 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write
-from .idx import PathLike, read_idx, read_idx_header
+from .._version import __version__
+from .idx import DEFAULT_MAX_BYTES, PathLike, read_idx, read_idx_header
 
 __all__ = [
     "BUNDLED_SHA256",
+    "DEFAULT_TIMEOUT",
     "MNIST_CHECKSUMS",
     "MNIST_PROVENANCE",
     "MNIST_URL",
     "ChecksumError",
+    "DownloadError",
     "MNISTInfo",
     "default_cache_dir",
     "describe_mnist",
@@ -108,12 +119,22 @@ MNIST_CHECKSUMS: dict[str, tuple[str, str]] = {
 # The full training images are under 10 MB; a server streaming far more than
 # this is broken or hostile, and we stop before filling the disk.
 _MAX_DOWNLOAD_BYTES = 256 * 2**20
+#: Seconds allowed for a whole :func:`download_mnist` call (all four files, 11.6 MB:
+#: about 100 s at 1 Mbit/s).
+DEFAULT_TIMEOUT = 300.0
+_REDIRECTS = 5
 
 Split = tuple[np.ndarray, np.ndarray]
 
 
-class ChecksumError(ValueError):
-    """A downloaded file does not have the expected digest."""
+class DownloadError(OSError):
+    """A download failed: the network, the deadline, the server's HTTP, a truncated
+    body or a wrong digest. The message says which, in one line."""
+
+
+class ChecksumError(DownloadError, ValueError):
+    """A downloaded file does not have the expected digest (a :class:`DownloadError`;
+    also a ``ValueError``, as it was before downloads had their own error type)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +182,9 @@ def _find_files(directory: Path, roles: tuple[str, ...] = tuple(_FILES)) -> dict
         dotted = base.replace("-idx", ".idx")
         candidates = [base, base + ".gz", dotted, dotted + ".gz"]
         for name in candidates:
-            if (directory / name).is_file():
+            # exists(), not is_file(): a FIFO or directory under the name is then
+            # refused by the reader with a message saying what it is.
+            if (directory / name).exists():
                 found[role] = directory / name
                 break
         else:
@@ -207,30 +230,45 @@ def _resolve(path: PathLike | None, stack: ExitStack,
     return files, f"the bundled MNIST subset ({bundled})"
 
 
-def _check_split(images: np.ndarray, labels: np.ndarray, img_file: Path,
-                 lbl_file: Path) -> None:
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+def _check_headers(images: tuple[np.dtype, tuple[int, ...]],
+                   labels: tuple[np.dtype, tuple[int, ...]], img_file: Path,
+                   lbl_file: Path) -> None:
+    """Check an images file and a labels file against each other from their headers alone."""
+    (img_dtype, img_shape), (lbl_dtype, lbl_shape) = images, labels
+    if img_dtype != np.uint8 or len(img_shape) != 3 or img_shape[1:] != (28, 28):
         raise ValueError(
             f"{img_file}: expected uint8 images of shape (n, 28, 28), "
-            f"got {images.dtype} {images.shape}"
+            f"got {img_dtype} {img_shape}"
         )
-    if labels.dtype != np.uint8 or labels.ndim != 1:
+    if lbl_dtype != np.uint8 or len(lbl_shape) != 1:
         raise ValueError(f"{lbl_file}: expected a 1-D uint8 label array, got "
-                         f"{labels.dtype} {labels.shape}")
-    if len(images) != len(labels):
+                         f"{lbl_dtype} {lbl_shape}")
+    if img_shape[0] != lbl_shape[0]:
         raise ValueError(
-            f"{img_file} has {len(images)} images but {lbl_file} has {len(labels)} labels"
+            f"{img_file} has {img_shape[0]} images but {lbl_file} has {lbl_shape[0]} labels"
         )
+
+
+def _check_split(images: np.ndarray, labels: np.ndarray, img_file: Path,
+                 lbl_file: Path) -> None:
+    # The headers were checked before reading; the arrays must match them.
+    _check_headers((images.dtype, images.shape), (labels.dtype, labels.shape),
+                   img_file, lbl_file)
     if labels.size and labels.max() > 9:
         raise ValueError(f"{lbl_file}: labels must be 0..9, found {int(labels.max())}")
 
 
-def _convert(images: np.ndarray, labels: np.ndarray, flatten: bool, normalize: bool) -> Split:
+def _convert(images: np.ndarray, labels: np.ndarray, flatten: bool, normalize: bool,
+             channels: bool) -> Split:
     if flatten:
         images = images.reshape(len(images), 28 * 28)
+    elif channels:
+        images = images.reshape(len(images), 1, 28, 28)
     if normalize:
-        # Dividing by float32(255) keeps 0 and 255 exactly at 0.0 and 1.0.
-        images = images.astype(np.float32) / np.float32(255)
+        # Dividing by float32(255) keeps 0 and 255 exactly at 0.0 and 1.0; in place,
+        # so the peak is the uint8 images plus one float32 copy.
+        images = images.astype(np.float32)
+        images /= np.float32(255)
     return images, labels.astype(np.int64)
 
 
@@ -239,10 +277,14 @@ def load_mnist(
     *,
     flatten: bool = True,
     normalize: bool = True,
+    channels: bool = False,
     download: bool = False,
     cache_dir: PathLike | None = None,
     url: str = MNIST_URL,
     checksums: Mapping[str, tuple[str, str]] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: bool = True,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> tuple[Split, Split]:
     """Load MNIST as NumPy arrays.
 
@@ -257,6 +299,9 @@ def load_mnist(
         Return images as rows of 784 pixels instead of 28x28 grids.
     normalize : bool
         Return float32 pixels in [0, 1] instead of uint8 0..255.
+    channels : bool
+        With ``flatten=False``, add the channel axis: images shaped
+        (n, 1, 28, 28), the (N, C, H, W) layout convolution layers take.
     download : bool
         Fetch the full set (60,000 training digits) into ``cache_dir`` first,
         unless it is already there, and load it. Cannot be combined with
@@ -268,11 +313,19 @@ def load_mnist(
     checksums : mapping, optional
         File name -> ``(algorithm, hex digest)`` used to verify downloads;
         default :data:`MNIST_CHECKSUMS`.
+    timeout : float
+        Seconds allowed for the whole download (see :func:`download_mnist`).
+    progress : bool
+        Show a progress bar while downloading (on a terminal only).
+    max_bytes : int or None
+        Largest data size of each file after decompression, checked on its
+        header first (see :func:`read_idx`); default 1 GiB. Loading with
+        ``normalize=True`` needs about 5 bytes of memory per stored byte.
 
     Returns
     -------
     (x_train, y_train), (x_test, y_test)
-        Images shaped (n, 784) or (n, 28, 28); labels int64 in 0..9.
+        Images shaped (n, 784), (n, 28, 28) or (n, 1, 28, 28); labels int64 in 0..9.
 
     Raises
     ------
@@ -280,31 +333,46 @@ def load_mnist(
         If the directory or one of the four files is missing.
     ValueError
         If the files do not look like MNIST (wrong shape or dtype, image and
-        label counts differ, labels outside 0..9); :class:`IDXFormatError`
-        if a file is corrupt; :class:`ChecksumError` if a download is.
+        label counts differ, labels outside 0..9): shapes and counts are
+        checked on the four headers before any data is read.
+        :class:`IDXFormatError` if a file is corrupt, not a regular file, or
+        holds more than ``max_bytes``.
+    DownloadError
+        If a download fails (an ``OSError``); :class:`ChecksumError`, a kind
+        of it, if a downloaded file has the wrong digest.
     """
     with ExitStack() as stack:
         if download:
             if path is not None:
                 raise ValueError("pass either path or download=True, not both")
-            directory = download_mnist(cache_dir, url=url, checksums=checksums)
+            directory = download_mnist(cache_dir, url=url, checksums=checksums,
+                                       timeout=timeout, progress=progress)
             # Exactly the verified downloads, even if other copies lie beside them.
             files = {role: directory / (base + ".gz") for role, base in _FILES.items()}
             source = str(directory)
         else:
             files, source = _resolve(path, stack)
-        arrays = {role: read_idx(file) for role, file in files.items()}
+        # All four headers first: shapes and counts are checked before any body
+        # is decompressed, and read_idx applies the size cap to each header.
+        headers = {role: read_idx_header(file) for role, file in files.items()}
+        for split in ("train", "test"):
+            _check_headers(headers[f"{split}_images"], headers[f"{split}_labels"],
+                           files[f"{split}_images"], files[f"{split}_labels"])
+        arrays = {role: read_idx(file, max_bytes=max_bytes) for role, file in files.items()}
     for split in ("train", "test"):
         _check_split(arrays[f"{split}_images"], arrays[f"{split}_labels"],
                      files[f"{split}_images"], files[f"{split}_labels"])
     logger.info("%s", MNISTInfo(source, len(arrays["train_images"]), len(arrays["test_images"])))
-    train = _convert(arrays["train_images"], arrays["train_labels"], flatten, normalize)
-    test = _convert(arrays["test_images"], arrays["test_labels"], flatten, normalize)
+    train = _convert(arrays.pop("train_images"), arrays.pop("train_labels"), flatten, normalize,
+                     channels)
+    test = _convert(arrays.pop("test_images"), arrays.pop("test_labels"), flatten, normalize,
+                    channels)
     return train, test
 
 
 def load_mnist_split(
-    split: str, path: PathLike | None = None, *, flatten: bool = True, normalize: bool = True
+    split: str, path: PathLike | None = None, *, flatten: bool = True, normalize: bool = True,
+    channels: bool = False, max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> Split:
     """One half of MNIST, ``"train"`` or ``"test"``, reading only that half's two files.
 
@@ -317,9 +385,11 @@ def load_mnist_split(
     roles = (f"{split}_images", f"{split}_labels")
     with ExitStack() as stack:
         files, _ = _resolve(path, stack, roles)
-        images, labels = (read_idx(files[role]) for role in roles)
+        _check_headers(read_idx_header(files[roles[0]]), read_idx_header(files[roles[1]]),
+                       files[roles[0]], files[roles[1]])
+        images, labels = (read_idx(files[role], max_bytes=max_bytes) for role in roles)
     _check_split(images, labels, files[roles[0]], files[roles[1]])
-    return _convert(images, labels, flatten, normalize)
+    return _convert(images, labels, flatten, normalize, channels)
 
 
 def _digest(path: Path, algorithm: str) -> str:
@@ -330,24 +400,154 @@ def _digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def _fetch(file_url: str, target: Path, algorithm: str, expected: str, timeout: float) -> None:
+class _Deadline:
+    """The end of a download's time, and a watchdog that cuts a connection at that end.
+
+    A socket timeout bounds each wait for data, not a whole transfer: a server
+    sending one byte a second, in its body or in its headers, never trips it.
+    The watchdog shuts the connection's socket down at the deadline, which
+    ends any read in progress; the reader then reports the timeout.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+
+    def left(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise DownloadError(self.message())
+        return left
+
+    def message(self) -> str:
+        return f"timed out: the download did not finish within timeout={self.seconds:g} s"
+
+    def watch(self, connection: http.client.HTTPConnection) -> threading.Timer:
+        def cut() -> None:
+            self.expired = True
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(self.left(), cut)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, in words, for the exceptions http.client and sockets raise."""
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection without sending a response"
+    if isinstance(exc, http.client.BadStatusLine):
+        return f"the server sent a malformed status line {str(exc)[:80]!r}"
+    if isinstance(exc, http.client.LineTooLong):
+        return f"the server sent an over-long line ({exc})"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "malformed or cut-short chunked transfer encoding"
+    if isinstance(exc, http.client.HTTPException) and "headers" in str(exc):
+        return f"the server sent too many headers ({exc})"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "no data from the server before the deadline"
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    """A connection for ``url`` (through the environment's proxy, if any) and the request target."""
+    import urllib.request  # only here: it is slow to import
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DownloadError(f"cannot download {url}: not an http or https URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and urllib.request.proxy_bypass(parts.hostname):
+        proxy = None
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    if not proxy:
+        return kind(parts.hostname, port, timeout=timeout), target
+    via = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    if parts.scheme == "https":
+        # CONNECT through the proxy, then TLS with the real host.
+        connection = http.client.HTTPSConnection(via.hostname, via.port or 80, timeout=timeout)
+        connection.set_tunnel(parts.hostname, port)
+        return connection, target
+    return http.client.HTTPConnection(via.hostname, via.port or 80, timeout=timeout), url
+
+
+def _stream(url: str, out, hasher, deadline: _Deadline, progress: bool, name: str) -> None:
+    """GET ``url`` into ``out`` and ``hasher``, following redirects; DownloadError on any failure."""
+    from tqdm import tqdm
+
+    for _ in range(_REDIRECTS + 1):
+        connection, target = _connection(url, deadline.left())
+        watchdog = deadline.watch(connection)
+        try:
+            connection.request("GET", target, headers={
+                "User-Agent": f"chainrule/{__version__}", "Accept-Encoding": "identity"})
+            response = connection.getresponse()
+            location = response.getheader("Location")
+            if response.status in (301, 302, 303, 307, 308) and location:
+                url = urllib.parse.urljoin(url, location)
+                continue
+            if response.status != 200:
+                raise DownloadError(f"HTTP {response.status} {response.reason[:80]}")
+            announced = response.getheader("Content-Length")
+            try:
+                length = int(announced) if announced is not None else None
+            except ValueError:
+                raise DownloadError(f"bad Content-Length {announced[:40]!r}") from None
+            if length is not None and length > _MAX_DOWNLOAD_BYTES:
+                raise DownloadError(f"the server announces {length:,} bytes, more than "
+                                    f"{_MAX_DOWNLOAD_BYTES:,}")
+            size = 0
+            with tqdm(total=length, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                      leave=False, disable=None if progress else True) as bar:
+                while True:
+                    block = response.read1(1 << 16)  # whatever one read brings
+                    if not block:
+                        break
+                    size += len(block)
+                    if size > _MAX_DOWNLOAD_BYTES:
+                        raise DownloadError(f"more than {_MAX_DOWNLOAD_BYTES:,} bytes, giving up")
+                    hasher.update(block)
+                    out.write(block)
+                    bar.update(len(block))
+            if deadline.expired:
+                raise DownloadError(deadline.message())
+            if length is not None and size < length:
+                raise DownloadError(f"truncated: the connection ended after {size:,} of the "
+                                    f"{length:,} bytes the server announced")
+            return
+        except DownloadError:
+            raise
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if deadline.expired:
+                raise DownloadError(deadline.message()) from None
+            raise DownloadError(_describe(exc)) from None
+        finally:
+            watchdog.cancel()
+            connection.close()
+    raise DownloadError(f"more than {_REDIRECTS} redirects")
+
+
+def _fetch(file_url: str, target: Path, algorithm: str, expected: str, deadline: _Deadline,
+           progress: bool) -> None:
     """Download to a temp file beside ``target``, verify, then move into place."""
     h = hashlib.new(algorithm, usedforsecurity=False)
-    size = 0
     # atomic_write deletes the partial file if anything below raises.
     with atomic_write(target) as out:
         try:
-            import urllib.request  # only here: it is slow to import
-
-            with urllib.request.urlopen(file_url, timeout=timeout) as response:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    size += len(block)
-                    if size > _MAX_DOWNLOAD_BYTES:
-                        raise OSError(f"more than {_MAX_DOWNLOAD_BYTES} bytes, giving up")
-                    h.update(block)
-                    out.write(block)
-        except OSError as exc:  # URLError, HTTPError and timeouts are OSErrors
-            raise OSError(f"downloading {file_url} failed: {exc}") from exc
+            _stream(file_url, out, h, deadline, progress, target.name)
+        except DownloadError as exc:
+            raise DownloadError(f"downloading {file_url} failed: {exc}") from None
         actual = h.hexdigest()
         if actual != expected.lower():
             raise ChecksumError(
@@ -361,7 +561,8 @@ def download_mnist(
     *,
     url: str = MNIST_URL,
     checksums: Mapping[str, tuple[str, str]] | None = None,
-    timeout: float = 60.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: bool = True,
 ) -> Path:
     """Download the four gzipped MNIST files unless already cached.
 
@@ -379,7 +580,11 @@ def download_mnist(
         File name -> ``(algorithm, hex digest)``, algorithm being any name
         :func:`hashlib.new` accepts; default :data:`MNIST_CHECKSUMS`.
     timeout : float
-        Seconds to wait on the network before giving up.
+        Seconds allowed for the whole call, all files together (default
+        :data:`DEFAULT_TIMEOUT`); a connection still open at the deadline is
+        cut, however slowly data still trickles in.
+    progress : bool
+        Show a tqdm progress bar per file (only when stderr is a terminal).
 
     Returns
     -------
@@ -388,14 +593,22 @@ def download_mnist(
 
     Raises
     ------
+    DownloadError
+        An ``OSError``, if a download fails, with what went wrong: the network
+        (refused, reset), the deadline, an HTTP status other than 200, a
+        malformed response (status line, headers, chunked encoding), or a
+        body shorter than its Content-Length ("truncated"). Nothing of the
+        failed file is left behind.
     ChecksumError
-        If a downloaded file has the wrong digest (it is deleted).
-    OSError
-        If a download fails.
+        A :class:`DownloadError`, if a downloaded file has the wrong digest
+        (it is deleted).
     """
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise ValueError(f"MNIST url must be http or https, got {url!r}")
+    if isinstance(timeout, bool) or not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    deadline = _Deadline(float(timeout))
     checksums = MNIST_CHECKSUMS if checksums is None else checksums
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -411,5 +624,5 @@ def download_mnist(
             logger.debug("%s already cached", target)
             continue
         logger.info("downloading %s", base_url + name)
-        _fetch(base_url + name, target, algorithm, expected, timeout)
+        _fetch(base_url + name, target, algorithm, expected, deadline, progress)
     return directory
