@@ -30,6 +30,8 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_first_layer_weights",
     "plot_misclassified",
+    "plot_conv_kernels",
+    "plot_feature_maps",
     "save_all",
 ]
 
@@ -252,6 +254,82 @@ def plot_first_layer_weights(
     return _saved(fig, path, dpi)
 
 
+def _mosaic(tiles: np.ndarray, pad: int = 1) -> np.ndarray:
+    """Tiles ``(k, h, w)`` laid out in a near-square grid, NaN in the gaps."""
+    k, height, width = tiles.shape
+    cols = math.ceil(math.sqrt(k))
+    rows = math.ceil(k / cols)
+    mosaic = np.full((rows * (height + pad) - pad, cols * (width + pad) - pad), np.nan)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        top, left = r * (height + pad), c * (width + pad)
+        mosaic[top : top + height, left : left + width] = tile
+    return mosaic
+
+
+def _first_conv(network: Any) -> tuple[int, Any]:
+    from .layers import Conv2D
+
+    for i, layer in enumerate(network.layers):
+        if isinstance(layer, Conv2D):
+            return i, layer
+    raise ValueError("the network has no Conv2D layer")
+
+
+def plot_conv_kernels(
+    network: Any, ax: Any = None, max_kernels: int = 64, *,
+    path: str | PathLike | None = None, dpi: int = 110,
+) -> Any:
+    """The first ``Conv2D``'s kernels, one small image each (its first input channel).
+
+    A kernel is the pattern its feature map responds to, wherever it sits in
+    the picture: red weights push the output up, blue ones down, each kernel
+    scaled to its own largest weight.
+    """
+    ax, path = _ax_and_path(ax, path)
+    _, conv = _first_conv(network)
+    kernels = np.asarray(conv.params["weight"][:max_kernels, 0], dtype=np.float64)
+    scale = np.abs(kernels).max(axis=(1, 2), keepdims=True)
+    mosaic = _mosaic(kernels / np.where(scale > 0, scale, 1.0))
+    fig, ax = _figure(ax, figsize=(6.0, 6.0))
+    ax.imshow(mosaic, cmap=_colormap("RdBu_r", bad="#444444"), vmin=-1.0, vmax=1.0,
+              interpolation="nearest")
+    ax.set_axis_off()
+    kh, kw = conv.kernel_size
+    ax.set_title(f"First convolution: {len(kernels)} of {conv.out_channels} kernels, {kh}x{kw}"
+                 f"\n(red +, blue -, each scaled to its own largest weight)", fontsize=10)
+    return _saved(fig, path, dpi)
+
+
+def plot_feature_maps(
+    network: Any, image: np.ndarray, ax: Any = None, max_maps: int = 32, *,
+    path: str | PathLike | None = None, dpi: int = 110,
+) -> Any:
+    """What the first ``Conv2D`` (and the activation after it) makes of one image ``(C, H, W)``.
+
+    One map per output channel: bright where the channel's kernel matches the
+    picture. Computed in inference mode, storing nothing on the network.
+    """
+    ax, path = _ax_and_path(ax, path)
+    index, _ = _first_conv(network)
+    stop = index + 1
+    if stop < len(network.layers) and not network.layers[stop].params \
+            and type(network.layers[stop]).__module__.endswith("activations"):
+        stop += 1  # include the activation: the maps the next layer sees
+    x = np.asarray(image, dtype=network.dtype)[None]
+    for layer in network.layers[:stop]:
+        x = layer.forward(x, False, cache=False)
+    maps = np.asarray(x[0, :max_maps], dtype=np.float64)
+    scale = np.abs(maps).max(axis=(1, 2), keepdims=True)
+    fig, ax = _figure(ax, figsize=(6.0, 6.0))
+    ax.imshow(_mosaic(maps / np.where(scale > 0, scale, 1.0)), cmap=_colormap("magma", bad="#444444"),
+              vmin=0.0 if maps.min() >= 0 else -1.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"Feature maps of one digit after layer {stop - 1} "
+                 f"({network.layers[stop - 1]!r}), {len(maps)} channels", fontsize=10)
+    return _saved(fig, path, dpi)
+
+
 def _colormap(name: str, bad: str) -> Any:
     import matplotlib
 
@@ -316,8 +394,9 @@ def save_all(
     """Write the four standard figures of a trained classifier as PNGs into ``out_dir``.
 
     ``learning_curves.png`` (skipped when ``history`` is None, e.g. when only
-    evaluating), ``confusion_matrix.png``, ``first_layer_weights.png`` and
-    ``misclassified.png``. Returns the paths written.
+    evaluating), ``confusion_matrix.png``, ``first_layer_weights.png`` (an
+    MLP) or ``conv_kernels.png`` and ``feature_maps.png`` (of the first test
+    digit; a CNN), and ``misclassified.png``. Returns the paths written.
     """
     from .recipes import confusion_matrix
 
@@ -336,8 +415,12 @@ def save_all(
         confusion_matrix(y_test, y_pred, n_classes)
     )
     weight = _first_dense_weight(network)
-    if weight.shape[1] == 784:
+    if weight.ndim == 2 and weight.shape[1] == 784:
         figures["first_layer_weights.png"] = plot_first_layer_weights(weight)
+    if getattr(network, "takes_images", False) and any(type(layer).__name__ == "Conv2D"
+                                                       for layer in network.layers):
+        figures["conv_kernels.png"] = plot_conv_kernels(network)
+        figures["feature_maps.png"] = plot_feature_maps(network, x_test[0])
     figures["misclassified.png"] = plot_misclassified(x_test, y_test, y_pred, probabilities)
     paths = []
     for name, fig in figures.items():

@@ -41,6 +41,7 @@ __all__ = [
     "load_test_data",
     "is_model_file",
     "check_input_width",
+    "as_model_inputs",
     "architecture",
     "describe_source",
     "write_plots",
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "mnist-mlp.safetensors"
+#: Where ``chainrule train --model cnn`` saves by default.
+DEFAULT_CNN_MODEL = "mnist-cnn.safetensors"
 #: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 
@@ -255,6 +258,17 @@ def class_probabilities(network: Any, x: np.ndarray, path: str, what: str) -> np
 
 
 def check_input_width(network: Any, model_path: str, width: int, what: str) -> None:
+    """Refuse a model that cannot read MNIST digits (``width`` pixels, 28x28)."""
+    if getattr(network, "takes_images", False):
+        side = int(round(width ** 0.5))
+        try:  # the layers check the shapes they are given, and say which one failed
+            network.predict(np.zeros((1, 1, side, side), dtype=network.dtype))
+        except ValueError as error:
+            raise ValueError(
+                f"{model_path} cannot read one-channel {side}x{side} images ({what} {width} "
+                f"pixels): {error}"
+            ) from None
+        return
     n_in = network.in_features
     if n_in != width:
         raise ValueError(
@@ -263,12 +277,25 @@ def check_input_width(network: Any, model_path: str, width: int, what: str) -> N
         )
 
 
+def as_model_inputs(network: Any, x: np.ndarray) -> np.ndarray:
+    """MNIST pixels as ``network`` takes them: rows of 784 for an MLP, ``(n, 1, 28, 28)`` for a CNN."""
+    if getattr(network, "takes_images", False):
+        from ..recipes_cnn import as_images
+
+        return as_images(x, (1, 28, 28))
+    return x
+
+
 def architecture(network: Any) -> str:
-    """``"784-512-256-10, 535,818 parameters"``."""
+    """``"784-512-256-10, 535,818 parameters"``; ``"CNN conv 32-64, dense 3136-128-10, ..."``."""
     widths = [layer.in_features for layer in network.layers if hasattr(layer, "in_features")]
     widths.append(network.out_features)
     count = sum(a.size for a in network.parameters().values())
-    return f"{'-'.join(str(w) for w in widths)}, {count:,} parameters"
+    text = "-".join(str(w) for w in widths)
+    channels = [layer.out_channels for layer in network.layers if hasattr(layer, "out_channels")]
+    if channels:
+        text = f"CNN conv {'-'.join(str(c) for c in channels)}, dense {text}"
+    return f"{text}, {count:,} parameters"
 
 
 def write_plots(history: Any, network: Any, x: np.ndarray, y: np.ndarray, out_dir: str,

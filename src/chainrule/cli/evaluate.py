@@ -9,6 +9,7 @@ import numpy as np
 
 from ._common import (
     architecture,
+    as_model_inputs,
     check_input_width,
     check_plot_dir,
     class_probabilities,
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     network = load_model(args.model)
     x, y = load_test_data(args.data)
     check_input_width(network, args.model, x.shape[1], "the test images have")
+    x = as_model_inputs(network, x)  # rows of pixels for an MLP, (n, 1, 28, 28) for a CNN
     n_classes = int(y.max()) + 1
     if network.out_features is not None and network.out_features < n_classes:
         raise ValueError(

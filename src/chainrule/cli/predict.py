@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._common import (
+    as_model_inputs,
     check_input_width,
     check_writable_dir,
     class_probabilities,
@@ -61,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
             if is_model_file(path):
                 raise ValueError(f"{path} is a model file, not a picture")
             image = load_image(path, thicken=args.thicken)
-            probabilities = class_probabilities(network, image.reshape(1, -1), args.model,
+            # in the network's input shape: a row of 784 (MLP) or a (1, 1, 28, 28) image (CNN)
+            inputs = as_model_inputs(network, image.reshape(1, -1))
+            probabilities = class_probabilities(network, inputs, args.model,
                                                 path)[0]
         except (OSError, ValueError) as error:
             # One bad file should not hide the answers for the others; the exit status tells.

@@ -17,8 +17,10 @@ import numpy as np
 
 from .._version import __version__
 from ._common import (
+    DEFAULT_CNN_MODEL,
     DEFAULT_MODEL,
     EXIT_INTERRUPTED,
+    as_model_inputs,
     check_input_width,
     check_plot_dir,
     check_writable_file,
@@ -52,6 +54,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "accuracy on the 10,000 test digits. Ctrl-C stops after the current step and "
         "saves the model trained so far.",
     )
+    from ..recipes_cnn import CNNRecipe
+
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp (the default: the recipe above, about a minute), or cnn: "
+                   + CNNRecipe().describe() + f", on all training digits (several times "
+                   f"slower; saved to {DEFAULT_CNN_MODEL} by default). --layers and "
+                   "--activation are for mlp")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="with --model cnn: BatchNorm2d after each convolution")
     p.add_argument("--data", metavar="DIR",
                    help="directory with MNIST's four IDX files (default: the bundled digits)")
     p.add_argument("--layers", type=int_list, metavar="W,W,...",
@@ -109,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     from ..resources import check_mlp_memory
 
     started = time.perf_counter()
+    if args.model == "cnn":
+        return _run_cnn(args, started)
+    if args.batch_norm:
+        raise ValueError("--batch-norm applies to --model cnn")
     recipe = DigitRecipe().replace(
         layers=args.layers, activation=args.activation, optimizer=args.optimizer, lr=args.lr,
         final_lr=args.final_lr, epochs=args.epochs, batch_size=args.batch_size,
@@ -210,7 +225,8 @@ def _train(args: argparse.Namespace, recipe: Any, network: Any, x: Any, y: Any, 
     if interrupted():
         print(f"interrupted: saved the model trained so far ({_epochs_done(history, recipe)}) "
               f"to {out}", file=sys.stderr)
-    result = network.evaluate(x_test, y_test, batch_size=4096)
+    # A CNN's activations are much larger per digit than an MLP's: smaller batches.
+    result = network.evaluate(x_test, y_test, batch_size=500 if network.takes_images else 4096)
     _report(result, y_test, history)
     print(f"wall time: {time.perf_counter() - started:.1f} s (training {train_seconds:.1f} s)")
     if not interrupted():
@@ -218,6 +234,59 @@ def _train(args: argparse.Namespace, recipe: Any, network: Any, x: Any, y: Any, 
     if args.plots:
         write_plots(history, network, x_test, y_test, args.plots, quiet=args.quiet)
     return EXIT_INTERRUPTED if interrupted() else 0
+
+
+def _run_cnn(args: argparse.Namespace, started: float) -> int:
+    """``train --model cnn``: the recipe of ``chainrule.recipes_cnn`` on (n, 1, 28, 28) images."""
+    from ..augmentation import random_shift
+    from ..recipes_cnn import CNNRecipe, build_cnn
+
+    for option, value in (("--layers", args.layers), ("--activation", args.activation)):
+        if value is not None:
+            raise ValueError(f"{option} sets up the MLP; it does not apply to --model cnn")
+    if args.resume:
+        raise ValueError("--resume continues MLP runs; continue a CNN's checkpoint from "
+                         "Python with network.fit(..., resume=PATH)")
+    recipe = CNNRecipe().replace(
+        optimizer=args.optimizer, lr=args.lr, final_lr=args.final_lr, epochs=args.epochs,
+        batch_size=args.batch_size, dropout=args.dropout, weight_decay=args.weight_decay,
+        max_shift=args.shift, validation=args.validation, seed=args.seed,
+        batch_norm=args.batch_norm or None,
+    )
+    out = Path(args.out or DEFAULT_CNN_MODEL)
+    check_writable_file(out, "--out")
+    if args.checkpoint_every and not args.checkpoint:
+        raise ValueError("--checkpoint-every needs --checkpoint PATH to say where to save")
+    if args.checkpoint:
+        check_writable_file(args.checkpoint, "--checkpoint")
+        _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
+    if args.plots:
+        check_plot_dir(args.plots, "--plots")
+    if recipe.max_shift:
+        random_shift(recipe.max_shift)  # checks the shift fits the 28x28 images
+    (x, y), (x_test, y_test) = load_data(args.data)
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    if recipe.validation >= len(x):
+        raise ValueError(
+            f"cannot hold out {recipe.validation:,} digits for validation from {len(x):,} "
+            "training digits; use a smaller --validation (or a larger --limit)"
+        )
+    if (args.out is None and out.exists()
+            and (recipe != CNNRecipe() or args.data is not None or args.limit is not None)):
+        raise ValueError(
+            f"{out} already holds a model, and this run is not the default CNN recipe; give "
+            f"its model a name of its own with --out FILE (or --out {out} to replace it)"
+        )
+    n_classes = int(max(y.max(), y_test.max())) + 1
+    network = build_cnn(recipe, n_classes=n_classes)
+    x, x_test = as_model_inputs(network, x), as_model_inputs(network, x_test)
+    say = (lambda *a, **k: None) if args.quiet else print
+    say(f"chainrule {__version__}: training {recipe.describe()}")
+    n_val = recipe.validation
+    say(f"data: {describe_source(args.data)}: {len(x) - n_val:,} training digits, "
+        f"{n_val:,} held out for validation, {len(x_test):,} test digits")
+    return _train(args, recipe, network, x, y, x_test, y_test, out, started)
 
 
 def _report(result: dict[str, float], y_test: Any, history: Any) -> None:
