@@ -344,6 +344,9 @@ def test_a_model_that_is_not_a_digit_model_is_refused(tmp_path):
         create_app({"xor": cr.Network.from_sizes([784, 4, 2])}, workdir=tmp_path)
     with pytest.raises(ValueError, match="784"):
         create_app({"small": cr.Network.from_sizes([64, 4, 10])}, workdir=tmp_path)
+    # squared error on plain outputs is a regression: no probabilities to show
+    with pytest.raises(ValueError, match="not probabilities"):
+        create_app({"regression": cr.Network.from_sizes([784, 4, 10])}, workdir=tmp_path)
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -356,15 +359,15 @@ def test_serve_command_loads_models_and_warns_off_loopback(tmp_path, tiny, monke
     path = tmp_path / "tiny.safetensors"
     tiny.save(path)
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: calls.append(self.config))
     assert main(["serve", str(path), "--workdir", str(tmp_path / "w")]) == 0
-    app, kw = calls[-1]
-    assert kw["host"] == "127.0.0.1" and kw["port"] == 8000
-    assert list(app.state.service.models) == ["tiny"]
+    config = calls[-1]
+    assert config.host == "127.0.0.1" and config.port == 8000
+    assert list(config.app.state.service.models) == ["tiny"]
     assert "warning" not in capsys.readouterr().err
     assert main(["serve", str(path), "--host", "0.0.0.0", "--port", "8123",
                  "--workdir", str(tmp_path / "w")]) == 0
-    assert calls[-1][1] == {"host": "0.0.0.0", "port": 8123, "log_level": "warning"}
+    assert calls[-1].host == "0.0.0.0" and calls[-1].port == 8123
     assert "warning: listening on 0.0.0.0" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "missing.safetensors")]) == 1
     assert "missing.safetensors" in capsys.readouterr().err
@@ -377,7 +380,7 @@ def test_serve_without_a_model_uses_or_trains_the_default(tmp_path, tiny, monkey
 
     monkeypatch.chdir(tmp_path)
     calls, trainings = [], []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: calls.append(self.config.app))
     # No model here: the default is trained in the background (not in this test).
     monkeypatch.setattr(Service, "train_default",
                         lambda self, path, recipe=None, callbacks=(): trainings.append(path))

@@ -77,5 +77,16 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     url_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"chainrule serve: open http://{url_host}:{args.port}/ (Ctrl-C to stop)", flush=True)
-    uvicorn.run(create_app(service=service), host=args.host, port=args.port, log_level="warning")
+    app = create_app(service=service)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                           log_level="warning", timeout_graceful_shutdown=5))
+    handle_exit = server.handle_exit
+
+    def stop(sig: int, frame: Any) -> None:
+        # Open pages hold event streams; they end when told the server is stopping.
+        app.state.stopping.set()
+        handle_exit(sig, frame)
+
+    server.handle_exit = stop  # type: ignore[method-assign]
+    server.run()
     return 0

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,8 @@ def create_app(models: Sequence[str | os.PathLike] | Mapping[str, Network] = (),
         follow = request.query_params.get("follow", "1") != "0"
         if not since.isdigit() or len(since) > 9:
             raise ApiError(400, "since must be a whole number")
-        return StreamingResponse(_event_stream(request, service, int(since), follow),
+        return StreamingResponse(_event_stream(request, service, int(since), follow,
+                                               request.app.state.stopping),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -287,6 +289,8 @@ def create_app(models: Sequence[str | os.PathLike] | Mapping[str, Network] = (),
                             HTTPException: http_error, Exception: internal_error},
     )
     app.state.service = service
+    #: Set when the server is shutting down: open event streams end at once.
+    app.state.stopping = threading.Event()
     return app
 
 
@@ -296,7 +300,8 @@ def _cnn_available() -> bool:
     return _cnn_recipe() is not None
 
 
-async def _event_stream(request: Request, service: Service, since: int, follow: bool):
+async def _event_stream(request: Request, service: Service, since: int, follow: bool,
+                        stopping: threading.Event):
     """Server-Sent Events: each training event as ``data: {json}``, following new jobs.
 
     Starts at event ``since`` of the current job; when a new job starts, its
@@ -323,7 +328,7 @@ async def _event_stream(request: Request, service: Service, since: int, follow: 
                 return
         elif not follow:
             return
-        if await request.is_disconnected():
+        if stopping.is_set() or await request.is_disconnected():
             return
         await asyncio.sleep(0.1)
         idle += 0.1

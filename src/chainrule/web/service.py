@@ -130,15 +130,16 @@ def check_digit_model(network: Network, name: str) -> None:
     if isinstance(first, Dense) and first.in_features != 784:
         raise ServiceError(f"model {name} takes {first.in_features} inputs; a digit model "
                            "takes 784 (28x28 pixels)")
+    blank = np.zeros((1, 1, 28, 28) if _is_conv(first) else (1, 784), dtype=network.dtype)
+    try:
+        probabilities(network, blank)
+    except ValueError as error:  # e.g. a regression: its outputs are not probabilities
+        raise ServiceError(f"model {name}: {error}") from None
 
 
 def probabilities(network: Network, x: np.ndarray) -> np.ndarray:
-    """Class probabilities for the batch ``x``: ``Network.predict_proba`` where it exists."""
-    if hasattr(network, "predict_proba"):
-        return np.asarray(network.predict_proba(x), dtype=np.float64)
-    from ..recipes import softmax_probabilities
-
-    return softmax_probabilities(network, x)
+    """Class probabilities for the batch ``x``: ``Network.predict_proba``, in float64."""
+    return np.asarray(network.predict_proba(x), dtype=np.float64)
 
 
 def inside_layer(network: Network) -> int | None:
