@@ -290,3 +290,29 @@ def test_predict_on_large_inputs_in_chunks_matches_one_piece():
     chunked = net.predict(x, threads=1)  # one thread, in chunks of PREDICT_ROWS rows
     assert np.array_equal(whole, chunked)
     np.testing.assert_allclose(net.predict(x), whole, rtol=1e-5, atol=1e-6)  # "auto"
+
+
+def test_cli_train_threads_option(monkeypatch, tmp_path, capsys):
+    from chainrule import training
+    from chainrule.cli import build_parser, main
+
+    parser = build_parser()
+    assert parser.parse_args(["train"]).threads == "auto"
+    assert parser.parse_args(["train", "--threads", "AUTO"]).threads == "auto"
+    assert parser.parse_args(["train", "--threads", "3"]).threads == 3
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "--threads", bad])
+    assert "--threads" in capsys.readouterr().err
+    seen = []
+    original = training.fit
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("threads"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit", spy)
+    out = tmp_path / "m.safetensors"
+    code = main(["train", "--threads", "1", "--epochs", "1", "--limit", "300", "--validation", "0",
+                 "--layers", "784,8,10", "--shift", "0", "--out", str(out), "--quiet"])
+    assert code == 0 and seen == [1] and out.exists()

@@ -38,6 +38,11 @@ from ._common import (
     write_plots,
 )
 
+def _threads(text: str) -> int | str:
+    """``--threads``: ``auto`` or a positive whole number (see ``chainrule.threads``)."""
+    return "auto" if text.strip().lower() == "auto" else positive_int(text)
+
+
 _ACTIVATION_NAMES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
 
 
@@ -98,6 +103,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="also write learning curves, confusion matrix, first-layer weights "
                    "and misclassified digits as PNGs into DIR (needs matplotlib)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the final results")
+    p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
+                   help="BLAS threads for the matrix products: auto (default) measures one "
+                   "thread against all as training goes and keeps the faster; a number fixes "
+                   "it (1 is safe on a busy machine and repeats a run bit for bit)")
     p.add_argument("--progress", choices=["auto", "bar", "lines"], default="auto",
                    help="a progress bar per epoch, or one line per epoch (default: a bar "
                    "when stderr is a terminal)")
@@ -202,7 +211,7 @@ def _train(args: argparse.Namespace, recipe: Any, network: Any, x: Any, y: Any, 
            y_test: Any, out: Path, started: float) -> int:
     from ..recipes import TrainingSetMetrics, split_validation, train_digits
 
-    fit_kwargs: dict[str, Any] = {}
+    fit_kwargs: dict[str, Any] = {"threads": args.threads}
     if args.checkpoint:
         fit_kwargs["checkpoint"] = args.checkpoint
         if args.checkpoint_every:
