@@ -450,3 +450,15 @@ def test_cnn_training_from_the_page(client):
     assert (weights["count"], weights["height"], weights["width"]) == (2, 5, 5)
     name = job["training"]["model"]
     assert name == "trained-cnn-2" and client.service.model(name).is_cnn
+
+
+def test_health_warnings_reach_the_page(client):
+    """Adam at lr 1.0 kills most relus in one epoch; HealthCheck's words are in the epoch event."""
+    started = client.post("/api/train", json={"hidden": [32], "samples": 500, "epochs": 1,
+                                              "batch_size": 50, "lr": 1.0})
+    assert started.status_code == 202
+    job = _wait_for_training(client)
+    (epoch,) = [e for e in job["events"] if e["type"] == "epoch"]
+    (relu,) = epoch["activations"]
+    assert relu["dead"] > 0.5
+    assert len(epoch["warnings"]) == 1 and "relus are dead" in epoch["warnings"][0]

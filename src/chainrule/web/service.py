@@ -760,7 +760,7 @@ class Service:
                                  == y_test))
         job.emit({"type": "test", "accuracy": accuracy, "samples": int(len(y_test))})
         what = f"{'stopped, ' if job.stop_requested else ''}{accuracy:.1%} on MNIST test"
-        if path is not None:
+        if path is not None and not job.stop_requested:  # a stopped default is no default
             model_io.save(network, path)
             entry = self.add_model(Path(path).name.removesuffix(".safetensors"), network,
                                    f"{describe(network)} ({Path(path).name}, {what})", path)
