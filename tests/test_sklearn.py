@@ -251,6 +251,8 @@ def test_a_cnn_builder_with_input_shape(tmp_path):
     back = load(tmp_path / "cnn.safetensors")
     assert back.input_shape == (1, 8, 8)
     np.testing.assert_array_equal(back.predict_proba(x), clf.predict_proba(x))
+    stopped = _fit_quietly(clone(clf).set_params(early_stopping=True, max_iter=3), x, y)
+    assert len(stopped.validation_scores_) == 3  # validation rows scored as rows
     with pytest.raises(ValueError, match=r"input_shape \(1, 8, 7\) holds 56 values"):
         clone(clf).set_params(input_shape=(1, 8, 7)).fit(x, y)
 

@@ -117,7 +117,8 @@ def test_dask_gives_the_sequential_scores_and_sends_the_data_once(client, task, 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            result = run_sweep(task, *digits, SPACE, cv=2, client=client, progress=False)
+            result = run_sweep(task, *digits, SPACE, cv=2, client=client, progress=False,
+                               timeout=300)
     finally:
         del client.submit, client.scatter
     assert _scores(result) == _scores(sequential)  # seeded, one BLAS thread: exactly equal
@@ -145,7 +146,7 @@ def test_a_worker_killed_mid_sweep_loses_nothing(client, digits):
             killed.append(pid)
 
     result = run_sweep(task, *digits, space, validation=0.25, client=client, progress=False,
-                       on_fit=kill_a_busy_worker)
+                       on_fit=kill_a_busy_worker, timeout=300)
     assert killed
     assert sorted((f.candidate, f.split) for f in result.fits) == [(i, 0) for i in range(6)]
     again = run_sweep(task, *digits, space, validation=0.25, progress=False)
@@ -193,7 +194,8 @@ def test_cli_sweep_on_a_scheduler_and_two_dask_worker_processes(tmp_path, digits
         out = tmp_path / "out"
         status = main(["sweep", str(data), "--target", "digit", "--param", "alpha=1e-4,1e-2",
                        "--param", "hidden_layer_sizes=(8,),(16,)", "--param", "max_iter=30",
-                       "--cv", "2", "--scheduler", address, "--out", str(out)])
+                       "--cv", "2", "--scheduler", address, "--timeout", "300",
+                       "--out", str(out)])
         assert status == 0
         with open(out / "results.csv", newline="") as f:
             table = list(csv.DictReader(f))

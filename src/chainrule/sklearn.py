@@ -252,9 +252,8 @@ class _BaseMLP(BaseEstimator):
             self._initialize_curves()
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs; this estimator was fitted with {self.n_outputs_}")
-        X = self._to_network_input(X)
         if self.solver == "lbfgs":
-            self._fit_lbfgs(X, targets, sample_weight)
+            self._fit_lbfgs(self._to_network_input(X), targets, sample_weight)
         else:
             self._fit_stochastic(X, y, targets, sample_weight, incremental)
         if not all(np.isfinite(p).all() for p in self.network_.parameters().values()):
@@ -316,6 +315,7 @@ class _BaseMLP(BaseEstimator):
                     "size of your dataset."
                 )
             validation = (X_val, y_val, weight_val)
+        X = self._to_network_input(X)  # after the split: scoring the validation rows needs rows
         n = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n)

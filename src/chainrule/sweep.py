@@ -374,6 +374,7 @@ def run_sweep(
     progress: bool = True,
     refit: bool = False,
     on_fit: Callable[[Fit], None] | None = None,
+    timeout: float | None = None,
 ) -> SweepResult:
     """Run a sweep and return its results (best first).
 
@@ -391,6 +392,9 @@ def run_sweep(
     progress : show a tqdm bar over finished fits
     refit : train the best candidate on all of ``(x, y)`` (here) as ``best_model``
     on_fit : called with each ``Fit`` as it finishes (e.g. to log)
+    timeout : seconds, optional
+        On Dask, give up (``TimeoutError``, the pending fits cancelled) if the
+        sweep has not finished by then.
     """
     from tqdm.auto import tqdm
 
@@ -433,9 +437,11 @@ def run_sweep(
                               key=f"chainrule-fit-{token}-{i}-{j}", pure=False): (i, j)
                 for i, j in jobs
             }
-            for future in as_completed(list(futures)):
-                finished(*futures[future], future.result())
-            client.cancel([data, *futures])
+            try:
+                for future in as_completed(list(futures), timeout=timeout):
+                    finished(*futures[future], future.result())
+            finally:
+                client.cancel([data, *futures])
     finally:
         bar.close()
     result = SweepResult(params=params, fits=fits, n_splits=len(splits),

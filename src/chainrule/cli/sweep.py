@@ -76,6 +76,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="LocalCluster worker processes (default: one per core)")
     where.add_argument("--sequential", action="store_true",
                        help="run the fits one after another in this process (no Dask)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="on Dask, stop waiting after this long (default: no limit)")
     p.add_argument("--out", metavar="DIR", default="sweep",
                    help="where results.csv, scores.png and best.safetensors go (default: sweep)")
     p.add_argument("--no-refit", action="store_true",
@@ -124,11 +126,13 @@ def run(args: argparse.Namespace) -> int:
         if args.scheduler:
             with Client(args.scheduler, timeout=30) as client:
                 print(f"on {args.scheduler}: {len(client.scheduler_info()['workers'])} workers")
-                result = run_sweep(task, x, y, space, client=client, **kwargs)
+                result = run_sweep(task, x, y, space, client=client, timeout=args.timeout,
+                                   **kwargs)
         else:
             with local_cluster(args.workers) as cluster, Client(cluster) as client:
                 print(f"on a LocalCluster of {len(cluster.workers)} worker processes")
-                result = run_sweep(task, x, y, space, client=client, **kwargs)
+                result = run_sweep(task, x, y, space, client=client, timeout=args.timeout,
+                                   **kwargs)
     print(result.table())
     os.makedirs(args.out, exist_ok=True)
     csv_path = os.path.join(args.out, "results.csv")
