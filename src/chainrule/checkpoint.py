@@ -411,6 +411,11 @@ def checkpoint_from_file(st: SafetensorsFile) -> Checkpoint:
     check_load_memory(2 * sum(t.nbytes for t in model.values())
                       + sum(t.nbytes for t in moments.values()), path)
     network = network_from_config(config, path)
+    for index in layer_rngs:
+        if not isinstance(getattr(network.layers[index], "rng", None), np.random.Generator):
+            raise ModelFileError(f"{path}: invalid checkpoint metadata: layer_rngs names layer "
+                                 f"{index} ({config['layers'][index]['type']}), which has no "
+                                 "random generator")
     try:
         compare_tensors({n: (a.shape, a.dtype.name) for n, a in state_arrays(network).items()}, model)
         optimizer_state = _read_optimizer_state(st, network, moments, keys, steps)

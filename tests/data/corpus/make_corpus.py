@@ -230,7 +230,7 @@ def corpus() -> dict[str, tuple[bytes, str, str]]:
                             b"\0" * 12), MODEL, "the tensors cover 4 bytes of data but the file holds 12"),
         # IDX files (read_idx): headers that lie about sizes.
         "idx_claims_4e9_images.idx": (bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 28, 28)
-                                      + b"\0" * 100, IDX, "expected"),
+                                      + b"\0" * 100, IDX, "more than max_bytes"),
         "idx_unknown_type_code.idx": (bytes([0, 0, 0x42, 1]) + struct.pack(">I", 4) + b"\0" * 4,
                                       IDX, "type"),
         "idx_gzip_truncated.idx.gz": (
