@@ -454,13 +454,13 @@ def run_sweep(
 
 def local_cluster(n_workers: int | None = None) -> Any:
     """A ``dask.distributed.LocalCluster`` on 127.0.0.1: one worker process per core, one
-    thread (and one BLAS thread) each, no dashboard."""
+    thread (and one BLAS thread) each; its dashboard on a free port (`cluster.dashboard_link`)."""
     from dask.distributed import LocalCluster
 
     import logging
 
     return LocalCluster(
         n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+        host="127.0.0.1", dashboard_address=":0", silence_logs=logging.ERROR,
     )
 
