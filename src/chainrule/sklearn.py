@@ -52,7 +52,6 @@ try:
     import scipy.optimize
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
     from sklearn.preprocessing import LabelBinarizer

@@ -455,9 +455,9 @@ def run_sweep(
 def local_cluster(n_workers: int | None = None) -> Any:
     """A ``dask.distributed.LocalCluster`` on 127.0.0.1: one worker process per core, one
     thread (and one BLAS thread) each; its dashboard on a free port (`cluster.dashboard_link`)."""
-    from dask.distributed import LocalCluster
-
     import logging
+
+    from dask.distributed import LocalCluster
 
     return LocalCluster(
         n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
