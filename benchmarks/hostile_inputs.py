@@ -2,8 +2,10 @@
 
 Each case runs in a fresh interpreter under an address-space limit
 (``resource.setrlimit(RLIMIT_AS)``) and a wall-clock limit; the peak resident
-memory includes the interpreter and its imports (about 60 MB for NumPy and
-Pillow). Run from the repository root::
+memory (VmHWM) includes the interpreter and its imports (about 45 MB with
+NumPy and Pillow), and the time includes importing chainrule. Downloads go to
+servers on 127.0.0.1 started here (tests/test_download.py) with timeout=2.
+Run from the repository root::
 
     python benchmarks/hostile_inputs.py [--memory-mb 2000] [--timeout 60]
 
@@ -44,13 +46,36 @@ def cases(root: Path) -> list[tuple[str, str]]:
     return out
 
 
+def download_cases(timeout: float) -> None:
+    """Each hostile server of tests/test_download.py against download_mnist(timeout=2)."""
+    from test_download import SUMS, Server
+
+    for behaviour in ["drip_body", "drip_headers", "silent", "bad_status", "bad_chunk",
+                      "many_headers", "truncated"]:
+        server = Server(behaviour)
+        try:
+            r = h.run_limited(f"""
+                from chainrule.datasets import download_mnist
+                download_mnist({tempfile.mkdtemp()!r}, url={server.url!r}, checksums={SUMS!r},
+                               timeout=2)
+            """, memory_mb=1000, timeout=timeout, env={"no_proxy": "*", "NO_PROXY": "*"})
+        finally:
+            server.close()
+        if r.get("timed_out"):
+            print(f"| server: {behaviour} | killed after {timeout:.0f} s | - | > {timeout:.0f} |")
+            continue
+        outcome = (r["error"] or "read") + ": " + (r.get("message") or "").split("failed: ")[-1]
+        print(f"| server: {behaviour} | {outcome[:110]} | {r['peak_mb']:.0f} | "
+              f"{r['seconds']:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory-mb", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"| case | outcome | peak RSS (MB) | time (s) |\n|---|---|---|---|")
+        print("| case | outcome | peak RSS (MB) | time (s) |\n|---|---|---|---|")
         for name, body in cases(Path(tmp)):
             r = h.run_limited(body, memory_mb=args.memory_mb, timeout=args.timeout)
             if r.get("timed_out"):
@@ -61,6 +86,7 @@ def main() -> None:
                 outcome += ": " + r["message"].splitlines()[0][:90]
             print(f"| {name} | {outcome} | {r.get('peak_mb', float('nan')):.0f} | "
                   f"{r.get('seconds', r['wall']):.2f} |", flush=True)
+    download_cases(args.timeout)
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ def test_broken_files_raise_only_image_read_error(tmp_path):
 def _as_mode(grey: Image.Image, mode: str) -> Image.Image:
     a = np.asarray(grey)
     if mode == "I;16":
-        return Image.fromarray((a.astype(np.uint16) * 257))
+        return Image.fromarray(a.astype(np.uint16) * 257)
     if mode == "I;16B":
         return Image.frombytes("I;16B", grey.size, (a.astype(">u2") * 257).tobytes())
     if mode == "I":

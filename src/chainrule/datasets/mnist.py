@@ -60,8 +60,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write
 from .._version import __version__
+from ..io import atomic_write
 from .idx import DEFAULT_MAX_BYTES, PathLike, read_idx, read_idx_header
 
 __all__ = [
