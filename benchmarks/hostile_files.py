@@ -85,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = hc.run_child("import chainrule", cwd=Path(tmp))
         print(f"baseline (import chainrule): {base.peak_rss_mb:.0f} MB, {base.seconds:.2f} s")
-        print(f"| case | outcome | message length | peak RSS (MB) | time (s) |")
+        print("| case | outcome | message length | peak RSS (MB) | time (s) |")
         print("|---|---|---|---|---|")
         for name, (build, limit, timeout) in cases(args.small).items():
             if args.only and args.only not in name:

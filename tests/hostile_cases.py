@@ -209,8 +209,9 @@ def long_layer_type(directory: Path, megabytes: float) -> Path:
 def small_checkpoint(directory: Path, change, name: str, optimizer: str = "adam",
                      mid_epoch: bool = False) -> Path:
     """A valid checkpoint of a tiny run, edited by ``change(tensors, metadata)``, digest refreshed."""
-    import chainrule as cr
     from safetensors.numpy import load
+
+    import chainrule as cr
 
     net = cr.Network.from_sizes([4, 5, 3], loss="cross_entropy", optimizer=optimizer,
                                 dropout=0.2, seed=0)

@@ -354,9 +354,9 @@ def test_a_second_run_on_the_same_checkpoint_is_refused(tmp_path, data):
 
     path = tmp_path / "run.safetensors"
     x, y = data
-    with checkpoint_lock(path):  # another run in this process
-        with pytest.raises(CheckpointInUseError, match="in use by another training run"):
-            make_net().fit(x, y, epochs=1, verbose=0, checkpoint=path)
+    with checkpoint_lock(path), pytest.raises(CheckpointInUseError,  # another run, this process
+                                              match="in use by another training run"):
+        make_net().fit(x, y, epochs=1, verbose=0, checkpoint=path)
     assert not path.exists()  # refused before training, so nothing was written
     # Another process (as a container sharing the volume would be): refused while it
     # lives, accepted once it is gone, whatever its PID means here.

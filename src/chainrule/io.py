@@ -1063,7 +1063,6 @@ def check_load_memory(nbytes: int, path: str, what: str = "its network") -> None
 
 def network_from_config(config: dict[str, Any], path: str) -> Any:
     """A zero-weight ``Network`` from a validated config (``model_config``)."""
-    from .layers import layer_from_config
     from .losses import get_loss
     from .network import Network
     from .optimizers import get_optimizer
