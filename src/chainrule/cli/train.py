@@ -198,9 +198,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"resuming {args.resume}: {saved.epoch} epochs done"
             + (f" and {saved.step} steps into the next" if saved.step else "")
             + "; network, optimizer and dropout from the checkpoint")
-        _say_schedule_change(saved, recipe)
         if saved.epoch == recipe.epochs and not saved.step:
             return _finish_done_run(args, saved, network, out, x_test, y_test, started)
+        _say_schedule_change(saved, recipe)
     n_val = recipe.validation
     say(f"data: {describe_source(args.data)}: {len(x) - n_val:,} training digits, "
         f"{n_val:,} held out for validation, {len(x_test):,} test digits")
