@@ -721,3 +721,22 @@ def test_validation_holds_out_every_class_of_class_sorted_data(capsys, tmp_path)
     assert status == 0, err
     val = float(re.findall(r"val_accuracy ([\d.]+)%", out)[-1])
     assert val > 40.0, out  # every class trained on and validated; the last-rows split gave 0%
+
+
+def test_save_inputs_keeps_one_file_per_picture_even_with_the_same_name(capsys, tmp_path, trained):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    model, _ = trained
+    paths = []
+    for folder, left in (("a", 20), ("b", 32)):
+        (tmp_path / folder).mkdir()
+        image = Image.new("L", (60, 60), 255)
+        image.paste(0, (left, 8, left + 6, 52))
+        image.save(tmp_path / folder / "digit.png")
+        paths.append(str(tmp_path / folder / "digit.png"))
+    status, _, err = run(capsys, "predict", str(model), *paths, "--save-inputs",
+                         str(tmp_path / "seen"))
+    assert status == 0, err
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == [
+        "digit-2-28x28.png", "digit-28x28.png"]

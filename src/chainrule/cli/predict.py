@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable_dir(save_dir, "--save-inputs")
         save_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
+    saved_names: set[str] = set()
     for path in args.images:
         try:
             if is_model_file(path):
@@ -75,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
         top = "  ".join(f"{k}: {100 * probabilities[k]:.1f}%" for k in order)
         print(f"{path}: {order[0]}   ({top})")
         if save_dir is not None:
-            _save_input(image, save_dir / (Path(path).stem + "-28x28.png"))
+            # Pictures with the same name from different folders get one file each.
+            name, n = Path(path).stem + "-28x28.png", 1
+            while name in saved_names:
+                n += 1
+                name = f"{Path(path).stem}-{n}-28x28.png"
+            saved_names.add(name)
+            _save_input(image, save_dir / name)
     return 1 if failures else 0
 
 
