@@ -633,6 +633,8 @@ def _fit_settings(value: Any, step: int) -> dict[str, Any]:
         "seed": lambda v: v is None or type(v) is int,
         "epoch_loss": lambda v: (isinstance(v, list) and len(v) == 2 and _number(v[0])
                                  and math.isfinite(v[0]) and type(v[1]) is int and v[1] >= 0),
+        "validation_split": lambda v: _number(v) and 0 < v < 1,
+        "split_seed": lambda v: v is None or (type(v) is int and 0 <= v < 2**63),
     }
     for key, item in value.items():
         test = checks.get(key)
