@@ -23,7 +23,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import chainrule as cr  # noqa: E402
 from chainrule.images import to_mnist  # noqa: E402
 from chainrule.web import MAX_BODY_BYTES, create_app  # noqa: E402
-from chainrule.web.service import probabilities  # noqa: E402
+from chainrule.web.models import probabilities  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -415,7 +415,8 @@ def test_default_model_training_on_first_use(tmp_path):
 
 
 def test_cnn_look_inside_is_the_first_convolutions_feature_maps(tmp_path, digits):
-    recipes_cnn = pytest.importorskip("chainrule.recipes_cnn")
+    from chainrule import recipes_cnn
+
     net = recipes_cnn.build_cnn(recipes_cnn.CNNRecipe(channels=(3,), kernel_size=5, hidden=0,
                                                       dropout=0.0))
     app = create_app({"cnn": net}, workdir=tmp_path)
@@ -437,8 +438,6 @@ def test_cnn_look_inside_is_the_first_convolutions_feature_maps(tmp_path, digits
 
 
 def test_cnn_training_from_the_page(client):
-    pytest.importorskip("chainrule.recipes_cnn")
-    assert client.get("/api/models").json()["cnn_available"] is True
     started = client.post("/api/train", json={"architecture": "cnn", "channels": [2],
                                               "hidden": [], "samples": 200, "epochs": 1,
                                               "batch_size": 40})

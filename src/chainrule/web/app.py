@@ -41,7 +41,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..network import Network
-from .service import Service, ServiceError, TrainSettings
+from .errors import ServiceError
+from .jobs import TrainSettings
+from .service import Service
 
 __all__ = ["create_app", "MAX_BODY_BYTES", "MAX_IMAGE_SIDE"]
 
@@ -194,7 +196,6 @@ def create_app(models: Sequence[str | os.PathLike] | Mapping[str, Network] = (),
             "models": [entry.info() for entry in list(service.models.values())],
             "default": service.default,
             "training": job.snapshot() if job is not None else None,
-            "cnn_available": _cnn_available(),
         })
 
     async def predict(request: Request) -> Response:
@@ -292,12 +293,6 @@ def create_app(models: Sequence[str | os.PathLike] | Mapping[str, Network] = (),
     #: Set when the server is shutting down: open event streams end at once.
     app.state.stopping = threading.Event()
     return app
-
-
-def _cnn_available() -> bool:
-    from .service import _cnn_recipe
-
-    return _cnn_recipe() is not None
 
 
 async def _event_stream(request: Request, service: Service, since: int, follow: bool,

@@ -63,7 +63,6 @@ async function loadModels(select) {
     menu.appendChild(option);
   }
   if (keep && data.models.some((m) => m.name === keep)) menu.value = keep;
-  $("arch").querySelector('option[value="cnn"]').disabled = !data.cnn_available;
   return data;
 }
 $("model").addEventListener("change", () => { if (hasInk) predict(); });
