@@ -59,9 +59,13 @@ def test_bias_act_forward_and_backward_match_the_layers(layer, kind, param):
 
     expected = layer.forward(z + bias, True)
     expected_grad = layer.backward(g)
-    out = z.copy()
-    k.bias_act_forward(out, bias, kind, np.float32(param))
+    pre, out = z.copy(), np.empty_like(z)
+    k.bias_act_forward(pre, bias, kind, np.float32(param), out)
+    np.testing.assert_allclose(pre, z + bias, rtol=RTOL, atol=ATOL)  # kept: the activation's input
     np.testing.assert_allclose(out, expected, rtol=RTOL, atol=ATOL)
+    in_place = z.copy()
+    k.bias_act_forward(in_place, bias, kind, np.float32(param), in_place)
+    np.testing.assert_allclose(in_place, expected, rtol=RTOL, atol=ATOL)
 
     grad, grad_bias = g.copy(), np.empty(5, np.float32)
     k.act_backward(grad, out, kind, np.float32(param), grad_bias)
@@ -71,7 +75,7 @@ def test_bias_act_forward_and_backward_match_the_layers(layer, kind, param):
 
 def test_relu_kernels_keep_nan_like_numpy():
     z = np.array([[np.nan, -1.0, 2.0]], np.float32)
-    k.bias_act_forward(z, np.empty(0, np.float32), k.RELU, np.float32(0))
+    k.bias_act_forward(z, np.empty(0, np.float32), k.RELU, np.float32(0), z)
     assert np.isnan(z[0, 0]) and z[0, 1] == 0 and z[0, 2] == 2
     g = np.array([[1.0, np.inf, 3.0]], np.float32)
     k.act_backward(g, np.array([[0.0, 0.0, 1.0]], np.float32), k.RELU, np.float32(0), np.empty(0, np.float32))
@@ -215,6 +219,21 @@ def test_fused_step_matches_the_numpy_step(activation, loss, optimizer, batch, w
         np.testing.assert_allclose(b.parameters()[name], p, rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(b.gradients()[name], a.gradients()[name], rtol=1e-4, atol=1e-6,
                                    err_msg=name)
+    _same_caches(a, b)
+
+
+def _same_caches(a, b):
+    """The layers' caches after a step (what diagnostics read) agree between the paths."""
+    for la, lb in zip(a.layers, b.layers):
+        for attr in ("_x", "_active", "_slope", "_y"):
+            if hasattr(la, attr) and getattr(la, attr) is not None:
+                expected, got = getattr(la, attr), getattr(lb, attr, None)
+                assert got is not None and got.shape == expected.shape, (la, attr)
+                if expected.dtype == bool:
+                    assert np.mean(got != expected) < 0.01, (la, attr)  # ties at 0 may differ
+                else:
+                    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5,
+                                               err_msg=f"{la} {attr}")
 
 
 def test_fused_step_runs_other_layers_their_own_way(path):
@@ -235,6 +254,26 @@ def test_fused_step_runs_other_layers_their_own_way(path):
     np.testing.assert_allclose(lb, la, rtol=1e-12)
     for name, p in a.parameters().items():
         np.testing.assert_allclose(b.parameters()[name], p, rtol=1e-12, atol=1e-14)
+    _same_caches(a, b)
+
+
+def test_health_check_sees_the_relus_on_the_kernel_path(path):
+    """HealthCheck reads each ReLU's input after every step: the kernel path must write it."""
+    from chainrule.diagnostics import HealthCheck
+
+    rng = _rng(7)
+    x = rng.standard_normal((64, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    reports = {}
+    for mode in ("numpy", "numba"):
+        path(mode)
+        net = cr.Network.from_sizes([5, 8, 3], loss="cross_entropy", seed=0)
+        check = HealthCheck()
+        net.fit(x, y, epochs=1, batch_size=16, callbacks=[check], verbose=0, shuffle=False)
+        reports[mode] = {i: (active.copy(), seen) for i, (active, seen) in check._activity.items()}
+    assert reports["numba"].keys() == reports["numpy"].keys() == {1}
+    assert reports["numba"][1][1] == reports["numpy"][1][1] == 64
+    assert np.array_equal(reports["numba"][1][0], reports["numpy"][1][0])
 
 
 def test_fused_step_refuses_a_non_finite_loss_before_updating(path):

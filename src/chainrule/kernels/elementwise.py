@@ -23,11 +23,13 @@ IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = 0, 1, 2, 3, 4
 
 
 @_jit
-def bias_act_forward(z, bias, kind, param):
+def bias_act_forward(z, bias, kind, param, out):
     """Matches: ``Dense.forward``'s ``y += bias``, then ``activations.<kind>.forward(y)``.
 
-    ``z`` (n, k) holds ``x @ weight.T`` and is overwritten with the layer's
-    output; ``bias`` (k,) or empty for none; ``param`` is LeakyReLU's
+    ``z`` (n, k) holds ``x @ weight.T``; the bias is added to it in place
+    (it is then the activation's input), and the activation's output goes to
+    ``out`` (n, k) (``out`` may be ``z`` itself when the input need not be
+    kept). ``bias`` (k,) or empty for none; ``param`` is LeakyReLU's
     ``negative_slope`` or Sigmoid's ``scale`` (ignored otherwise).
     """
     n, k = z.shape
@@ -36,6 +38,7 @@ def bias_act_forward(z, bias, kind, param):
     for i in range(n):
         for j in range(k):
             v = z[i, j] + bias[j] if has_bias else z[i, j]
+            z[i, j] = v
             if kind == RELU:
                 if v <= 0:  # NaN stays NaN, as with np.maximum
                     v = zero
@@ -49,7 +52,7 @@ def bias_act_forward(z, bias, kind, param):
                 v = one / (one + e) if v >= 0 else e / (one + e)
             elif kind == TANH:
                 v = np.tanh(v)
-            z[i, j] = v
+            out[i, j] = v
 
 
 # -- backward: activation derivative and bias gradient ----------------------------------
@@ -256,13 +259,13 @@ def _act1(v, kind, param, one, zero):
 
 
 @_jit
-def forward_one(x, weights, biases, kinds, params, outs):
+def forward_one(x, weights, biases, kinds, params, pres, outs):
     """Matches: ``Dense.forward`` then the activation, block after block, for one sample.
 
     ``x`` (in,), ``weights[l]`` (out, in) and ``biases[l]`` (out,) or empty,
-    ``kinds``/``params`` the activation codes; ``outs[l]`` (out,) receives
-    each block's output. For small networks, where one call beats a BLAS
-    call per product.
+    ``kinds``/``params`` the activation codes; ``pres[l]`` (out,) receives
+    each Dense output (the activation's input), ``outs[l]`` the block's
+    output. For small networks, where one call beats a BLAS call per product.
     """
     one, zero = x.dtype.type(1.0), x.dtype.type(0.0)
     a = x
@@ -276,6 +279,7 @@ def forward_one(x, weights, biases, kinds, params, outs):
                 s += w[j, i] * a[i]
             if has_bias:
                 s += b[j]
+            pres[layer][j] = s
             out[j] = _act1(s, kind, param, one, zero)
         a = out
 

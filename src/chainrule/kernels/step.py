@@ -16,8 +16,11 @@ SquaredError and MeanSquaredError compute value and gradient in one kernel
 their NumPy ``forward``/``backward``. The layers' ``grads`` are the same
 live buffers the NumPy path fills, so ``Network.gradients()`` reads alike.
 
-The layers' own caches (``Dense._x``, ``ReLU._active``...) are not written
-by this path: call ``Network.forward`` before ``Network.backward`` as usual.
+The layers' caches are written as their own ``forward`` writes them
+(``Dense._x``, an activation's input ``_x``, ReLU's ``_active``, LeakyReLU's
+``_slope``, Sigmoid's and Tanh's output ``_y``), so what reads them after a
+step (``diagnostics.HealthCheck`` watches the relus) sees the same arrays'
+values on both paths; ``tests/test_kernels.py`` compares them.
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ class _Plan:
             self.biases = tuple(b.bias for b in blocks)
             self.kinds = np.array([b.kind for b in blocks], dtype=np.int64)
             self.act_params = np.array([b.param for b in blocks], dtype=dtype)
-            self.outs = tuple(np.empty(b.weight.shape[0], dtype=dtype) for b in blocks)
+            self.blocks = blocks
+            self.widths = [b.weight.shape[0] for b in blocks]
             self.grad_weights = tuple(b.grad_weight for b in blocks)
             self.grad_biases = tuple(b.grad_bias for b in blocks)
 
@@ -132,8 +136,10 @@ def train_step(network: Any, x: Any, y: Any) -> float:
                 dense.forward(a[0] if single else a, cache=False)  # raises its shape error
             # one sample: a matrix-vector product (gemv), cheaper than a (1, n) matrix product
             z = (a[0] @ item.weight.T)[None, :] if single else a @ item.weight.T
-            _k.bias_act_forward(z, item.bias, item.kind, item.param)
-            a = z
+            out = z if item.act is None else np.empty_like(z)
+            _k.bias_act_forward(z, item.bias, item.kind, item.param, out)
+            _cache(item, a[0] if single else a, z[0] if single else z, out[0] if single else out)
+            a = out
         else:
             a = item.forward(a, True)
     inputs.append(a)  # inputs[i + 1] is the output of item i
@@ -164,15 +170,36 @@ def train_step(network: Any, x: Any, y: Any) -> float:
     return loss
 
 
+def _cache(block: _Block, x: np.ndarray, z: np.ndarray, out: np.ndarray) -> None:
+    """Write the caches that ``Dense.forward`` and the activation's ``forward`` would write."""
+    block.dense._x = x
+    act = block.act
+    if act is None:
+        return
+    act._x = z
+    kind = block.kind
+    if kind == _k.RELU:
+        act._active = out > 0  # relu(z) > 0 exactly where z > 0
+    elif kind == _k.LEAKY_RELU:
+        act._slope = np.where(z > 0, 1.0, act.negative_slope).astype(z.dtype, copy=False)
+    elif kind == _k.SIGMOID or kind == _k.TANH:
+        act._y = out
+
+
 def _small_step(network: Any, plan: _Plan, x: np.ndarray, y: Any) -> float:
     """One sample through a small all-block network: ``forward_one``, the loss, ``backward_one``."""
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
-    _k.forward_one(x, plan.weights, plan.biases, plan.kinds, plan.act_params, plan.outs)
-    loss, grad = _loss(network.loss, plan.outs[-1][None, :], y, True)
+    dtype = x.dtype
+    pres = tuple(np.empty(n, dtype) for n in plan.widths)
+    outs = tuple(np.empty(n, dtype) for n in plan.widths)
+    _k.forward_one(x, plan.weights, plan.biases, plan.kinds, plan.act_params, pres, outs)
+    for block, a_in, z, out in zip(plan.blocks, (x, *outs[:-1]), pres, outs):
+        _cache(block, a_in, z, out if block.act is not None else z)
+    loss, grad = _loss(network.loss, outs[-1][None, :], y, True)
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"the loss is {loss}; the weights were left as they were")
-    _k.backward_one(grad[0], x, plan.weights, plan.kinds, plan.act_params, plan.outs,
+    _k.backward_one(grad[0], x, plan.weights, plan.kinds, plan.act_params, outs,
                     plan.grad_weights, plan.grad_biases)
     network.optimizer.step(plan.params, plan.grads)
     return loss
