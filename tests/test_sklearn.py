@@ -1,4 +1,14 @@
-"""chainrule.sklearn: scikit-learn's estimator checks, and the same numbers as scikit-learn's MLP."""
+"""chainrule.sklearn: scikit-learn's estimator checks, and the same numbers as scikit-learn's MLP.
+
+Estimator checks expected to fail (``expected_failed_checks``):
+``check_sample_weight_equivalence_on_dense_data`` for the minibatch solvers
+(reason below; the lbfgs instances pass it). Checks scikit-learn itself skips
+here: the pandas checks (``check_sample_weights_pandas_series``,
+``check_classifier_data_not_an_array``/``check_regressor_data_not_an_array``'s
+pandas part) when pandas is not installed, ``check_array_api_input`` unless
+``SCIPY_ARRAY_API=1`` (the network computes in NumPy), and the
+``decision_function`` checks (scikit-learn's MLP has none either).
+"""
 
 from __future__ import annotations
 
