@@ -740,3 +740,38 @@ def test_save_inputs_keeps_one_file_per_picture_even_with_the_same_name(capsys, 
     assert status == 0, err
     assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == [
         "digit-2-28x28.png", "digit-28x28.png"]
+
+
+def test_a_named_pipe_is_named_at_once_not_read(tmp_path, trained):
+    """Reading a FIFO waits for a writer for ever: every file argument is checked first."""
+    model, _ = trained
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    child = (
+        "import signal, sys\n"
+        "signal.alarm(60)  # a hang fails the test instead of blocking the suite\n"
+        "from chainrule.cli import main\n"
+        "m, f = sys.argv[1], sys.argv[2]\n"
+        "codes = [main(['evaluate', f]), main(['predict', f, m]), main(['predict', m, f]),\n"
+        "         main(['train', '--resume', f, '--out', f + '.out'])]\n"
+        "print(codes)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, str(model), str(fifo)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1, 1, 1, 1]"
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"chainrule: error: {fifo} is a named pipe (FIFO), not a model file"
+    assert lines[1] == lines[0]
+    assert "named pipe" in lines[2] or "FIFO" in lines[2] or "not a regular file" in lines[2]
+    assert lines[3] == (f"chainrule: error: --resume {fifo} is a named pipe (FIFO), "
+                        "not a checkpoint file")
+
+
+def test_error_messages_are_bounded():
+    from chainrule.cli._common import MAX_MESSAGE, one_line
+
+    text = one_line(ValueError("layer type " + "A" * 30_000_000))
+    assert len(text) < MAX_MESSAGE + 40
+    assert text.endswith(f"... ({30_000_011 - MAX_MESSAGE:,} more characters)")
+    assert one_line(ValueError("short\n  and   plain")) == "short and plain"

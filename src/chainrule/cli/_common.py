@@ -12,6 +12,7 @@ import argparse
 import errno
 import importlib.util
 import os
+import stat
 import sys
 import tempfile
 import warnings
@@ -40,6 +41,7 @@ __all__ = [
     "load_model",
     "load_test_data",
     "is_model_file",
+    "not_a_regular_file",
     "check_input_width",
     "as_model_inputs",
     "architecture",
@@ -58,6 +60,8 @@ __all__ = [
 DEFAULT_MODEL = "mnist-mlp.safetensors"
 #: Where ``chainrule train --model cnn`` saves by default.
 DEFAULT_CNN_MODEL = "mnist-cnn.safetensors"
+#: Longest error message printed, in characters.
+MAX_MESSAGE = 2000
 #: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 
@@ -132,7 +136,10 @@ def one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     if isinstance(error, KeyError):
         text = str(error.args[0]) if error.args else text
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    if len(text) > MAX_MESSAGE:  # a value quoted from a hostile file can be megabytes long
+        text = f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE:,} more characters)"
+    return text
 
 
 def require(module: str, extra: str) -> None:
@@ -186,12 +193,33 @@ def load_model(path: str, hint: str = "") -> Any:
 
     if not Path(path).exists():
         raise FileNotFoundError(2, "No such file or directory", path)
-    if Path(path).is_dir():
-        raise ValueError(f"{path} is a directory, not a model file")
+    other = not_a_regular_file(path)
+    if other:
+        raise ValueError(f"{path} is {other}, not a model file")
     kind = picture_format(path)
     if kind is not None:
         raise ValueError(f"{path} looks like a picture ({kind}), not a model{hint}")
     return load(path)
+
+
+def not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is not a regular file (``"a directory"``...), else ``None``.
+
+    Checked before anything opens the file: reading a named pipe would wait
+    for a writer for ever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing: the caller's open reports it
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 #: Leading bytes of the picture formats a user may hand over by mistake.
@@ -204,9 +232,12 @@ _PICTURE_SIGNATURES = (
 def picture_format(path: str | os.PathLike) -> str | None:
     """``"PNG"``, ``"JPEG"``, ``"GIF"``, ``"TIFF"``, ``"WebP"`` or ``"BMP"`` if the file starts like one.
 
-    Reads 32 bytes. A safetensors file starts with its header length (8
-    bytes, little-endian) and ``{``, which none of these signatures match.
+    Reads 32 bytes, of regular files only. A safetensors file starts with its
+    header length (8 bytes, little-endian) and ``{``, which none of these
+    signatures match.
     """
+    if not_a_regular_file(path):
+        return None
     try:
         with open(path, "rb") as file:
             head = file.read(32)
@@ -226,6 +257,8 @@ def picture_format(path: str | os.PathLike) -> str | None:
 
 def is_model_file(path: str | os.PathLike) -> bool:
     """Whether the file starts like a safetensors file (8-byte header length, then ``{``)."""
+    if not_a_regular_file(path):
+        return False
     try:
         with open(path, "rb") as file:
             head = file.read(9)

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..training import Callback
     from ..web import Service, create_app
+    from ..web.app import LOOPBACK_HOSTS
     from ._common import load_model
 
     models = list(args.models)
@@ -77,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     url_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"chainrule serve: open http://{url_host}:{args.port}/ (Ctrl-C to stop)", flush=True)
-    app = create_app(service=service)
+    # On a loopback address only pages opened as 127.0.0.1 / localhost may call the API.
+    hosts = LOOPBACK_HOSTS if is_loopback(args.host) else None
+    app = create_app(service=service, allowed_hosts=hosts)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                            log_level="warning", timeout_graceful_shutdown=5))
     handle_exit = server.handle_exit

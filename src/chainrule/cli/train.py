@@ -30,6 +30,7 @@ from ._common import (
     load_data,
     non_negative_float,
     non_negative_int,
+    not_a_regular_file,
     picture_format,
     positive_float,
     positive_int,
@@ -358,6 +359,9 @@ def _resume(args: argparse.Namespace, recipe: Any) -> tuple[Any, Any, Any]:
     from ..checkpoint import load_checkpoint
 
     path = args.resume
+    other = not_a_regular_file(path)
+    if other:
+        raise ValueError(f"--resume {path} is {other}, not a checkpoint file")
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     kind = picture_format(path)
