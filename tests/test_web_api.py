@@ -220,6 +220,22 @@ def test_malformed_and_oversized_requests_get_a_json_4xx(client, method, path, b
     assert "Traceback" not in response.text and 'File "' not in response.text
 
 
+def test_only_loopback_host_names_are_answered_when_asked(tiny, tmp_path):
+    """A DNS-rebinding page arrives with its own name in Host: refused, in JSON."""
+    from chainrule.web.app import LOOPBACK_HOSTS
+
+    app = create_app({"tiny": tiny}, workdir=tmp_path, allowed_hosts=LOOPBACK_HOSTS)
+    for base, status in (("http://127.0.0.1:8000", 200), ("http://localhost:8000", 200),
+                         ("http://[::1]:8000", 200), ("http://evil.example:8000", 400),
+                         ("http://127.0.0.1.evil.example", 400), ("http://testserver", 400)):
+        with TestClient(app, base_url=base) as client:
+            response = client.get("/api/models")
+            assert response.status_code == status, base
+            if status == 400:
+                assert response.json() == {"error": "unexpected Host header; open the page "
+                                                    "as http://127.0.0.1:PORT/"}
+
+
 def test_labelled_drawings_are_an_idx_dataset(client, digits):
     images, labels = digits
     for image, label in zip(images[:12], labels[:12]):
@@ -364,6 +380,8 @@ def test_serve_command_loads_models_and_warns_off_loopback(tmp_path, tiny, monke
     config = calls[-1]
     assert config.host == "127.0.0.1" and config.port == 8000
     assert list(config.app.state.service.models) == ["tiny"]
+    with TestClient(config.app, base_url="http://attacker.example") as c:  # DNS rebinding
+        assert c.get("/api/models").status_code == 400
     assert "warning" not in capsys.readouterr().err
     assert main(["serve", str(path), "--host", "0.0.0.0", "--port", "8123",
                  "--workdir", str(tmp_path / "w")]) == 0

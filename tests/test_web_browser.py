@@ -39,6 +39,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 import chainrule as cr  # noqa: E402
 from chainrule.web import create_app  # noqa: E402
+from chainrule.web.app import LOOPBACK_HOSTS  # noqa: E402
 
 WAIT = 30  # seconds any one step may take before the test fails
 SHOTS = os.environ.get("CHAINRULE_SCREENSHOTS")
@@ -63,7 +64,7 @@ def tiny_model():
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("web")
-    app = create_app({"tiny": tiny_model}, workdir=workdir)
+    app = create_app({"tiny": tiny_model}, workdir=workdir, allowed_hosts=LOOPBACK_HOSTS)
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="off")

@@ -35,6 +35,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -45,7 +46,7 @@ from .errors import ServiceError
 from .jobs import TrainSettings
 from .service import Service
 
-__all__ = ["create_app", "MAX_BODY_BYTES", "MAX_IMAGE_SIDE"]
+__all__ = ["create_app", "HostCheck", "LOOPBACK_HOSTS", "MAX_BODY_BYTES", "MAX_IMAGE_SIDE"]
 
 logger = logging.getLogger("chainrule.web")
 
@@ -176,14 +177,45 @@ def _only(data: Mapping[str, Any], allowed: set[str]) -> None:
 # -- the app ------------------------------------------------------------------------------------
 
 
+#: Host names a server bound to a loopback address answers to (``chainrule serve`` passes them).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class HostCheck:
+    """Answer 400 unless the request's ``Host`` is one of ``hosts`` (port aside).
+
+    A page on another site that points its own domain name at 127.0.0.1 (DNS
+    rebinding) reaches a local server with its own name in ``Host``; this
+    refuses it, so only pages opened as ``http://127.0.0.1:PORT/`` or
+    ``http://localhost:PORT/`` can use the API.
+    """
+
+    def __init__(self, app: Any, hosts: Sequence[str]) -> None:
+        self.app, self.hosts = app, {h.lower() for h in hosts}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+            if name not in self.hosts:
+                response = JSONResponse({"error": "unexpected Host header; open the page as "
+                                         "http://127.0.0.1:PORT/"}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(models: Sequence[str | os.PathLike] | Mapping[str, Network] = (), *,
                workdir: str | os.PathLike = "chainrule-web",
-               service: Service | None = None) -> Starlette:
+               service: Service | None = None,
+               allowed_hosts: Sequence[str] | None = None) -> Starlette:
     """The web app for ``models`` (paths of saved models, or a mapping name -> Network).
 
     ``workdir`` receives the labelled drawings (``my-digits/``, an IDX
     folder) and the models trained or fine-tuned on the page (``models/``).
-    The :class:`~chainrule.web.service.Service` is ``app.state.service``.
+    ``allowed_hosts``: when given, requests whose ``Host`` header names
+    another host are refused (see :class:`HostCheck`). The
+    :class:`~chainrule.web.service.Service` is ``app.state.service``.
     """
     service = service if service is not None else Service(models, workdir=workdir)
 
@@ -288,6 +320,7 @@ def create_app(models: Sequence[str | os.PathLike] | Mapping[str, Network] = (),
         routes=routes,
         exception_handlers={ApiError: api_error, ServiceError: service_error,
                             HTTPException: http_error, Exception: internal_error},
+        middleware=[Middleware(HostCheck, hosts=allowed_hosts)] if allowed_hosts else None,
     )
     app.state.service = service
     #: Set when the server is shutting down: open event streams end at once.
