@@ -127,3 +127,73 @@ def test_saved_file_gets_umask_permissions_not_private_ones(tmp_path, net):
     finally:
         os.umask(old)
     assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_every_built_in_layer_says_which_tensors_its_settings_imply():
+    """So a file's settings (a kernel size, a width) are checked against its tensors
+    before anything is built: each layer type is in io's table, parameter-free, or has
+    a ``state_shapes`` classmethod."""
+    import chainrule.io as cio
+    from chainrule.layers import _REGISTRY
+
+    built_in = {name for name, cls in _REGISTRY.items() if cls.__module__.startswith("chainrule.")}
+    uncovered = sorted(name for name in built_in - {"Layer"}
+                       if name not in cio._STATE_SHAPES and name not in cio.PARAMETER_FREE
+                       and not hasattr(_REGISTRY[name], "state_shapes"))
+    assert uncovered == []
+    # Each table entry agrees with the layer it describes, built from the same config.
+    for layer in (cr.Dense(3, 2), cr.Dense(3, 2, bias=False), cr.Conv2D(2, 4, (3, 2)),
+                  cr.Conv2D(1, 2, 3, bias=False), cr.BatchNorm1d(5), cr.BatchNorm2d(3, affine=False)):
+        config = layer.get_config()
+        shapes = cio.layer_state_shapes(0, config)
+        actual = {f"0.{k}": (v.shape, None if k != "num_batches_tracked" else "int64")
+                  for k, v in {**layer.parameters(), **layer.buffers()}.items()}
+        assert shapes == actual, config
+
+
+def test_a_kernel_size_the_tensors_do_not_back_is_refused_before_allocation(tmp_path):
+    net = cr.Network([cr.Conv2D(1, 2, 3, seed=0), cr.Flatten(), cr.Dense(2 * 4 * 4, 3, seed=1)])
+    huge = [dict(net.get_config()["layers"][0], in_channels=4096, kernel_size=[4096, 4096])]
+    path = _tamper(tmp_path, net, lambda t, m: m.update(
+        architecture=json.dumps(huge + net.get_config()["layers"][1:])))
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(cr.ModelFileError, match=r"tensor '0.weight' has shape \(2, 1, 3, 3\), "
+                                                r"expected \(2, 4096, 4096, 4096\)"):
+        cr.load(path)
+    assert tracemalloc.get_traced_memory()[1] < 2**20
+    tracemalloc.stop()
+
+
+def test_a_layer_class_of_ones_own_can_describe_its_tensors(tmp_path):
+    class IoTestScale(cr.Layer):
+        """y = x * weight (per feature)."""
+
+        def __init__(self, features: int, dtype=None) -> None:
+            self.features = features
+            super().__init__()
+            self.params["weight"] = np.ones(features, dtype=dtype or np.float64)
+            self.grads["weight"] = np.zeros(features, dtype=dtype or np.float64)
+
+        @classmethod
+        def state_shapes(cls, config):
+            if not isinstance(config.get("features"), int) or config["features"] < 1:
+                raise ValueError(f"features must be a positive integer, got {config.get('features')!r}")
+            return {"weight": (config["features"],)}
+
+        def forward(self, x, training=False, *, cache=True):
+            return x * self.params["weight"]
+
+        def get_config(self):
+            return {"type": "IoTestScale", "features": self.features}
+
+    net = cr.Network([cr.Dense(3, 4, seed=0), IoTestScale(4)])
+    net.layers[1].params["weight"][:] = [1, 2, 3, 4]
+    net.save(tmp_path / "m.safetensors")
+    loaded = cr.load(tmp_path / "m.safetensors")
+    assert loaded.layers[1].params["weight"].tolist() == [1, 2, 3, 4]
+    path = _tamper(tmp_path, net, lambda t, m: m.update(architecture=m["architecture"].replace(
+        '"features": 4', '"features": 100000000')))
+    with pytest.raises(cr.ModelFileError, match=r"'1.weight' has shape \(4,\), expected \(100000000,\)"):
+        cr.load(path)
