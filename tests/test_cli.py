@@ -775,3 +775,14 @@ def test_error_messages_are_bounded():
     assert len(text) < MAX_MESSAGE + 40
     assert text.endswith(f"... ({30_000_011 - MAX_MESSAGE:,} more characters)")
     assert one_line(ValueError("short\n  and   plain")) == "short and plain"
+
+
+def test_evaluate_scores_a_classifier_whose_outputs_are_not_probabilities(capsys, tmp_path):
+    """Accuracy needs the largest output only: a linear squared-error network is scored too."""
+    net = cr.Network.from_sizes([784, 10], loss="squared_error", seed=0)
+    net.save(tmp_path / "linear.safetensors")
+    status, out, err = run(capsys, "evaluate", str(tmp_path / "linear.safetensors"))
+    assert status == 0, err
+    _, (x_test, y_test) = load_mnist()
+    right = int(np.sum(net.predict(x_test).argmax(axis=1) == y_test))
+    assert f"accuracy: {right / 100:.2f}% ({right:,} of 10,000 right)" in out

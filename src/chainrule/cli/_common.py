@@ -54,6 +54,7 @@ __all__ = [
     "check_writable_dir",
     "picture_format",
     "class_probabilities",
+    "model_outputs",
     "warn_line",
 ]
 
@@ -274,11 +275,22 @@ def class_probabilities(network: Any, x: np.ndarray, path: str, what: str) -> np
     inside the forward pass and then gives NaN probabilities; that is an
     error naming the cause, not ``0 (nan%)``.
     """
+    return model_outputs(network, x, path, what, probabilities=True)
+
+
+def model_outputs(network: Any, x: np.ndarray, path: str, what: str, *,
+                  probabilities: bool = False) -> np.ndarray:
+    """``network.predict(x)`` (or ``predict_proba``) as float64 rows; not finite is an error.
+
+    The error names the cause: the largest weight, and the float type whose
+    range the weighted sums left.
+    """
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below, and explained
-        probabilities = np.asarray(network.predict_proba(x), dtype=np.float64)
-    if probabilities.ndim == 1:
-        probabilities = probabilities[None, :]
-    if not np.all(np.isfinite(probabilities)):
+        out = network.predict_proba(x) if probabilities else network.predict(x)
+    out = np.asarray(out, dtype=np.float64)
+    if out.ndim == 1:
+        out = out[None, :]
+    if not np.all(np.isfinite(out)):
         largest = max((float(np.max(np.abs(a))) for a in network.parameters().values()
                        if np.asarray(a).size), default=0.0)
         info = np.finfo(network.dtype) if hasattr(network, "dtype") else np.finfo(np.float32)
@@ -287,7 +299,7 @@ def class_probabilities(network: Any, x: np.ndarray, path: str, what: str) -> np
             f"{largest:.3g}, so the weighted sums overflow {info.dtype} (largest "
             f"{float(info.max):.3g}); the model is broken, retrain it"
         )
-    return probabilities
+    return out
 
 
 def check_input_width(network: Any, model_path: str, width: int, what: str) -> None:

@@ -12,10 +12,10 @@ from ._common import (
     as_model_inputs,
     check_input_width,
     check_plot_dir,
-    class_probabilities,
     describe_source,
     load_model,
     load_test_data,
+    model_outputs,
     warn_line,
     write_plots,
 )
@@ -52,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
             f"{args.model} has {network.out_features} outputs but the data has "
             f"{n_classes} classes"
         )
-    probabilities = class_probabilities(network, x, args.model, "the test digits")
-    predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(y, predicted, max(n_classes, probabilities.shape[1]))
+    # Accuracy needs only the largest output, so any classifier is scored, whether or
+    # not its outputs are probabilities (a squared-error network with linear outputs).
+    outputs = model_outputs(network, x, args.model, "the test digits")
+    predicted = outputs.argmax(axis=1)
+    matrix = confusion_matrix(y, predicted, max(n_classes, outputs.shape[1]))
     scores = per_class_scores(matrix)
     correct = int(np.trace(matrix))
     print(f"model: {args.model} ({architecture(network)})")
