@@ -327,7 +327,7 @@ class SweepResult:
                 if len(positive) == len(xs) and positive.max() / positive.min() > 20:
                     ax.set_xscale("log")
             else:
-                labels = sorted({_short(v) for v in values})
+                labels = list(dict.fromkeys(_short(p.get(name)) for p in self.params))
                 xs = np.array([labels.index(_short(v)) for v in values], dtype=float)
                 ax.set_xticks(range(len(labels)), labels, rotation=20)
                 ax.set_xlim(-0.5, len(labels) - 0.5)
