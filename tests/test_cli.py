@@ -786,3 +786,25 @@ def test_evaluate_scores_a_classifier_whose_outputs_are_not_probabilities(capsys
     _, (x_test, y_test) = load_mnist()
     right = int(np.sum(net.predict(x_test).argmax(axis=1) == y_test))
     assert f"accuracy: {right / 100:.2f}% ({right:,} of 10,000 right)" in out
+
+
+def test_predict_shows_outputs_that_are_not_probabilities_as_outputs(capsys, tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from chainrule.images import load_image
+
+    picture = tmp_path / "one.png"
+    image = Image.new("L", (60, 60), 255)
+    image.paste(0, (27, 8, 33, 52))
+    image.save(picture)
+    net = cr.Network.from_sizes([784, 10], loss="squared_error", seed=0)  # linear outputs
+    net.save(tmp_path / "linear.safetensors")
+    status, out, err = run(capsys, "predict", str(tmp_path / "linear.safetensors"), str(picture),
+                           "--top", "2")
+    assert status == 0, err
+    outputs = net.predict(load_image(picture).reshape(1, -1))[0].astype(np.float64)
+    first, second = np.argsort(-outputs, kind="stable")[:2]
+    assert out.strip() == (f"{picture}: {first}   (outputs {first}: {outputs[first]:.3g}  "
+                           f"{second}: {outputs[second]:.3g})")
+    assert "%" not in out

@@ -13,9 +13,9 @@ from ._common import (
     as_model_inputs,
     check_input_width,
     check_writable_dir,
-    class_probabilities,
     is_model_file,
     load_model,
+    model_outputs,
     one_line,
     positive_int,
     require,
@@ -52,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.model} has {network.out_features} outputs; a digit classifier has 10"
         )
+    # Percentages only where the outputs are probabilities (predict_proba knows the link);
+    # a squared-error network with linear outputs shows its outputs as they are.
+    try:
+        network.predict_proba(as_model_inputs(network, np.zeros((1, 784), network.dtype)))
+        as_percent = True
+    except ValueError:
+        as_percent = False
     save_dir = Path(args.save_inputs) if args.save_inputs else None
     if save_dir is not None:
         check_writable_dir(save_dir, "--save-inputs")
@@ -65,15 +72,18 @@ def run(args: argparse.Namespace) -> int:
             image = load_image(path, thicken=args.thicken)
             # in the network's input shape: a row of 784 (MLP) or a (1, 1, 28, 28) image (CNN)
             inputs = as_model_inputs(network, image.reshape(1, -1))
-            probabilities = class_probabilities(network, inputs, args.model,
-                                                path)[0]
+            scores = model_outputs(network, inputs, args.model, path,
+                                   probabilities=as_percent)[0]
         except (OSError, ValueError) as error:
             # One bad file should not hide the answers for the others; the exit status tells.
             print(f"chainrule: error: {one_line(error)}", file=sys.stderr)
             failures += 1
             continue
-        order = np.argsort(-probabilities, kind="stable")[: args.top]
-        top = "  ".join(f"{k}: {100 * probabilities[k]:.1f}%" for k in order)
+        order = np.argsort(-scores, kind="stable")[: args.top]
+        if as_percent:
+            top = "  ".join(f"{k}: {100 * scores[k]:.1f}%" for k in order)
+        else:
+            top = "outputs " + "  ".join(f"{k}: {scores[k]:.3g}" for k in order)
         print(f"{path}: {order[0]}   ({top})")
         if save_dir is not None:
             # Pictures with the same name from different folders get one file each.
