@@ -529,27 +529,6 @@ class BinaryCrossEntropy(Loss):
         return _weighted_mean(per_sample, sample_weight)
 
 
-# Older private helpers, still imported by chainrule.kernels.step; each goes
-# through the same validation as Loss.check_targets.
-def _one_hot(target: Any, pred: np.ndarray) -> bool:
-    target = _numeric(target)
-    if target.shape == pred.shape and pred.shape[-1] > 1:
-        _check_finite(target)
-        _probability_rows(target, pred.dtype)  # raises for rows that are not probabilities
-        return True
-    return False
-
-
-def _labels(target: Any, n_classes: int) -> np.ndarray:
-    target = _numeric(target)
-    _check_finite(target)
-    return _check_labels(target, n_classes, target.shape[0] if target.ndim == 1 else 1)
-
-
-def _as_target_like(pred: np.ndarray, target: Any) -> np.ndarray:
-    return _like_outputs(SquaredError(), pred.shape, target, pred.dtype)
-
-
 _BY_NAME: dict[str, type[Loss]] = {
     "squared_error": SquaredError,
     "mse": MeanSquaredError,
