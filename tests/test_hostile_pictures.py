@@ -77,6 +77,9 @@ def test_postscript_named_png_never_reaches_ghostscript(tmp_path):
     (h.gif_screen_bomb, "declares more than"),  # 57 bytes, screen 65535 x 65535
     (lambda p: h.png_bomb(p, 13000, 13000), "13000x13000 pixels (169.0 megapixels)"),
     (lambda p: h.png_bomb(p, 8000, 5001), "8000x5001 pixels"),  # just over 40 MP
+    # 40 MP in one row: the PNG decoder's row buffers alone would take 320 MB.
+    (lambda p: h.png_bomb(p, 40_000_000, 1, colour_type=6), "40000000x1 pixels"),
+    (lambda p: h.png_bomb(p, 20_001, 100), "20001x100 pixels"),
 ])
 def test_pictures_above_the_pixel_limit_are_refused_in_bounded_memory(tmp_path, make, fragment):
     path = make(tmp_path / "bomb.png")
@@ -88,15 +91,18 @@ def test_pictures_above_the_pixel_limit_are_refused_in_bounded_memory(tmp_path, 
     assert result["error"] == "ImageReadError", result
     message = result["message"]
     assert fragment in message and "\n" not in message
-    assert f"at most {MAX_PIXELS:,} pixels" in message or "at most 40 megapixels" in message
+    assert (f"at most {MAX_PIXELS:,} pixels" in message
+            or "at most 40 megapixels and 20,000 pixels a side" in message)
     assert result["peak_mb"] < 120, result  # nothing was decoded
 
 
 @posix_only
-@pytest.mark.parametrize("colour_type, bit_depth", [(6, 16), (0, 16)])
-def test_largest_accepted_pictures_stay_under_the_memory_bound(tmp_path, colour_type, bit_depth):
-    # 7000 x 5700 = 39.9 MP, just under the limit; RGBA is what Pillow stores widest.
-    path = h.png_bomb(tmp_path / "big.png", 7000, 5700, colour_type=colour_type,
+@pytest.mark.parametrize("width, height, colour_type, bit_depth", [
+    (7000, 5700, 6, 16), (20_000, 1999, 0, 16)])
+def test_largest_accepted_pictures_stay_under_the_memory_bound(tmp_path, width, height,
+                                                               colour_type, bit_depth):
+    # 39.9 MP, just under the limit; RGBA is what Pillow stores widest.
+    path = h.png_bomb(tmp_path / "big.png", width, height, colour_type=colour_type,
                       bit_depth=bit_depth)
     result = h.run_limited(f"""
         from chainrule.images import load_image

@@ -31,8 +31,9 @@ Reading files (:func:`load_image`) treats them as untrusted:
 
 * only the raster formats in :data:`ALLOWED_FORMATS` are opened, so a
   PostScript file named ``x.png`` never reaches Ghostscript;
-* a picture declaring more than :data:`MAX_PIXELS` pixels, or a file larger
-  than :data:`MAX_FILE_BYTES`, is refused before anything is decoded;
+* a picture declaring more than :data:`MAX_PIXELS` pixels or
+  :data:`MAX_SIDE` pixels a side, or a file larger than
+  :data:`MAX_FILE_BYTES`, is refused before anything is decoded;
 * large pictures are reduced while being read (JPEG's DCT scaling, then box
   averaging of strips of rows), so the peak memory of reading any accepted
   picture stays below :data:`PEAK_MEMORY_BOUND` (measured by
@@ -63,6 +64,7 @@ __all__ = [
     "ALLOWED_FORMATS",
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
+    "MAX_SIDE",
     "PEAK_MEMORY_BOUND",
     "ImageReadError",
     "load_image",
@@ -96,6 +98,9 @@ _OPENED_AS = frozenset(ALLOWED_FORMATS) | {"MPO"}
 #: Largest picture read, in pixels (width x height, as the file declares it):
 #: 40 megapixels, e.g. 8000 x 5000, more than a phone camera's usual picture.
 MAX_PIXELS = 40_000_000
+#: Longest side read, in pixels. A decoder holds a few rows at a time, so an
+#: absurdly wide picture (40,000,000 x 1) would cost memory of its own.
+MAX_SIDE = 20_000
 #: Largest picture file read, in bytes. Pillow reads a PNG's text chunks whole
 #: (and copies them twice), so the file size bounds that memory too.
 MAX_FILE_BYTES = 48 * 2**20
@@ -172,7 +177,8 @@ def load_image(path: str | PathLike, *, thicken: bool = True,
         If there is no such file.
     ImageReadError
         If the file is not a regular file, is larger than :data:`MAX_FILE_BYTES`,
-        is not in an allowed format, declares more than ``max_pixels`` pixels,
+        is not in an allowed format, declares more than ``max_pixels`` pixels
+        or a side longer than :data:`MAX_SIDE`,
         cannot be decoded, or holds no visible digit. One line, naming the file.
     """
     Image = _pillow()
@@ -202,11 +208,11 @@ def load_image(path: str | PathLike, *, thicken: bool = True,
             if image.format not in _OPENED_AS:  # pragma: no cover - formats= guarantees it
                 raise ImageReadError(f"{path}: {image.format} pictures are not read")
             width, height = image.size
-            if width * height > max_pixels:
+            if width * height > max_pixels or max(width, height) > MAX_SIDE:
                 raise ImageReadError(
                     f"{path}: the picture is {width}x{height} pixels "
                     f"({width * height / 1e6:.1f} megapixels); chainrule reads pictures of "
-                    f"at most {max_pixels / 1e6:g} megapixels")
+                    f"at most {max_pixels / 1e6:g} megapixels and {MAX_SIDE:,} pixels a side")
             try:
                 grey, alpha = _read(image)
             except ImageReadError as error:
@@ -319,6 +325,8 @@ def _read(image: Any) -> tuple[np.ndarray, np.ndarray | None]:
     width, height = image.size
     k = math.ceil(max(width, height) / READ_SIDE)
     to_grey = _grey_reader(image)
+    # Strips of whole k x k blocks, about half a million pixels each (at most
+    # 40 x 20,000), so the float copies stay small.
     strip = max(k, (500_000 // width) // k * k)
     grey_parts, alpha_parts = [], []
     for top in range(0, height, strip):
