@@ -137,6 +137,9 @@ class _BatchNorm(Layer):
         return (0, *range(2, x.ndim))
 
     def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
+        if x.ndim == 1 and 1 in self._sample_ranks:
+            # one sample (C,), as a Dense network takes it: a batch of one
+            return self.forward(x[None], training, cache=cache)[0]
         axes = self._axes(x)
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)  # broadcast a (C,) along axis 1
         if training:
@@ -176,6 +179,8 @@ class _BatchNorm(Layer):
         if self._cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         x_hat, inv_std, training = self._cache
+        if grad_output.ndim == 1 and x_hat.shape[0] == 1:  # after a one-sample forward
+            return self.backward(grad_output[None])[0]
         if grad_output.shape != x_hat.shape:
             raise ValueError(
                 f"{self.name}: grad_output must have shape {x_hat.shape}, got {grad_output.shape}"

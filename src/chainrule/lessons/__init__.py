@@ -1,4 +1,4 @@
-"""The tutorial lessons, runnable: ``chainrule lesson 1|2|3`` or ``chainrule.lessons.run(n)``.
+"""The tutorial lessons, runnable: ``chainrule lesson 1|2|3|4`` or ``chainrule.lessons.run(n)``.
 
 chainrule grew out of three "neural networks from scratch" tutorials. Each
 lesson replays their worked examples with chainrule's own classes, prints the
@@ -6,7 +6,11 @@ same numbers in tables, and shows where an original went wrong:
 
 1. the delta rule on one layer (and a transposed weight update),
 2. a tiny relu network trained with numerical and with analytic derivatives,
-3. networks from a list of layer sizes, sigmoid saturation and its fixes.
+3. networks from a list of layer sizes, sigmoid saturation and its fixes;
+
+and one beyond them:
+
+4. why convolution: an MLP and a small CNN on digits shifted further than in training.
 
 >>> from chainrule import lessons
 >>> numbers = lessons.run(1, plot_dir="figures")   # doctest: +SKIP
@@ -20,11 +24,11 @@ import operator
 import os
 from typing import Any, TextIO
 
-from . import lesson1, lesson2, lesson3
+from . import lesson1, lesson2, lesson3, lesson4
 
 __all__ = ["LESSONS", "run"]
 
-_MODULES = {1: lesson1, 2: lesson2, 3: lesson3}
+_MODULES = {1: lesson1, 2: lesson2, 3: lesson3, 4: lesson4}
 
 #: Lesson number -> one-line title.
 LESSONS: dict[int, str] = {n: module.TITLE for n, module in _MODULES.items()}
@@ -37,7 +41,7 @@ def run(number: int, plot_dir: str | os.PathLike | None = None,
     Parameters
     ----------
     number : int
-        1, 2 or 3 (see ``LESSONS``).
+        1, 2, 3 or 4 (see ``LESSONS``).
     plot_dir : path, optional
         Where to save the lesson's PNG figures (created if missing). Without
         it nothing is plotted and matplotlib is not imported.

@@ -20,7 +20,7 @@ from ..activations import LeakyReLU, Sigmoid
 from ..diagnostics import activation_health, diagnose, gradient_norms
 from ..gradcheck import check_gradients
 from ..initializers import Initializer, glorot_uniform, he_normal
-from ..layers import Dense, Layer
+from ..layers import BatchNorm1d, Dense, Layer
 from ..network import Network
 from ..optimizers import SGD
 from ._common import Printer, num, pyplot, save_figure, vec
@@ -333,6 +333,9 @@ def run(plot_dir: str | os.PathLike | None = None, file: TextIO | None = None,
     result["fixes"] = {name: runs[name] for name in names[1:]}
     result["glorot_problems"] = [p.kind for p in report_c.problems]
 
+    # -- fix (d): batch normalisation -----------------------------------------------------------------
+    result["batchnorm"] = _batchnorm_fix(out, steps)
+
     # -- why inputs must be small ----------------------------------------------------------------------
     out.heading("Why inputs must be small", "-")
     net = tutorial_network(WIDE, lr=0.01, init=glorot_uniform)
@@ -364,6 +367,63 @@ def run(plot_dir: str | os.PathLike | None = None, file: TextIO | None = None,
     if plot_dir is not None:
         _plot(plot_dir, out, runs)
     return result
+
+
+def _batchnorm_fix(out: Printer, steps: int, lr: float = 1.0) -> dict[str, Any]:
+    """Fix (d): the saturated network with a ``BatchNorm1d`` before every sigmoid, on a batch."""
+    out.heading("Fix (d): batch normalisation before each sigmoid", "-")
+    net = Network(
+        [Dense(2, 1000), BatchNorm1d(1000), Sigmoid(), Dense(1000, 1000), BatchNorm1d(1000),
+         Sigmoid(), Dense(1000, 2), BatchNorm1d(2), Sigmoid()],
+        loss="squared_error", optimizer=SGD(lr=lr), dtype="float64",
+    )
+    # the tutorial's saturating initialisation: [W | b] uniform in [0, 1) per layer
+    rng = np.random.default_rng(SEED)
+    state = dict(net.state_dict())
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Dense):
+            folded = rng.uniform(0.0, 1.0, size=(layer.out_features, layer.in_features + 1))
+            state[f"{i}.weight"], state[f"{i}.bias"] = folded[:, :-1], folded[:, -1]
+    net.load_parameters(state)
+    # Statistics need a batch: X_IN and seven neighbours of it, all with the same target.
+    x = np.clip(X_IN + np.random.default_rng(1).normal(0.0, 0.05, size=(8, 2)), 0.0, 1.0)
+    x[0] = X_IN
+    y = np.tile(TARGET, (len(x), 1))
+    # the same layers without the normalisation: the second sigmoids' sums are in the hundreds
+    plain = Sigmoid().forward(net.layers[0].forward(x, cache=False), cache=False)
+    plain = Sigmoid().forward(net.layers[3].forward(plain, cache=False), cache=False)
+    saturated = float(np.mean((plain == 0.0) | (plain == 1.0)))
+    before = error_after(net)
+    losses, first_norms = [], {}
+    for step in range(steps):
+        losses.append(net.train_step(x, y))
+        if step == 0:
+            first_norms = gradient_norms(net)
+    losses.append(float(net.loss.forward(net.forward(x, training=True), y)))
+    after = error_after(net)
+    out.say(f"""
+        BatchNorm1d (Ioffe and Szegedy, 2015) rescales each unit's weighted sum over the
+        batch to mean 0 and variance 1, then by a learned scale and shift, before the
+        sigmoid sees it. Same [0, 1) weights as the saturated network, a BatchNorm1d
+        after every Dense layer: sums in the hundreds land on the sigmoid's slope whatever
+        the weights (without it, {saturated:.0%} of the second layer's sigmoids are exactly
+        0 or 1 on these inputs). Normalising over a batch needs a batch: X_IN and seven neighbours
+        (Gaussian jitter 0.05), all with the tutorial's target; inference uses the running
+        averages of the batch statistics.
+    """)
+    out.table(["", "layer 0", "layer 3", "layer 6"],
+              [["gradient norm at the first step"]
+               + [num(first_norms[i], 3) for i in (0, 3, 6)]])
+    out.say(f"""
+        Every layer gets a gradient from the first step. With SGD at lr {num(lr)} the batch's
+        error goes {num(losses[0], 4)} -> {num(losses[-1], 3)} in {steps} steps, and the
+        error at X_IN in inference mode {num(before, 4)} -> {num(after, 3)} (outputs
+        {vec(net.predict(X_IN), 4)}, target {vec(TARGET)}). The price: a batch, two extra
+        parameters and two running statistics per unit, and a network that behaves
+        differently in training and in inference.
+    """)
+    return {"losses": np.array(losses), "error_before": before, "error_after": after,
+            "first_grad_norms": first_norms, "saturated_without": saturated}
 
 
 def _indent(text: str, by: int = 2) -> str:
