@@ -298,3 +298,49 @@ def test_child_runner_reports_limits():
         np.ones(400 * 2**20 // 8)
     """), memory_mb=300, timeout=30)
     assert result["error"] == "MemoryError"
+
+
+# -- fuzzing: mutated files of every allowed format ----------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SEEDS = {}
+
+
+def _seed_file(suffix: str) -> bytes:
+    if suffix not in _SEEDS:
+        import io
+
+        buffer = io.BytesIO()
+        picture = seven((40, 48))
+        picture = picture.convert("RGB") if suffix in ("jpeg", "webp") else picture
+        picture.save(buffer, format=suffix)
+        _SEEDS[suffix] = buffer.getvalue()
+    return _SEEDS[suffix]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(fmt=st.sampled_from(["png", "gif", "bmp", "tiff", "jpeg", "webp", "ppm"]),
+       edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+       cut=st.integers(0, 10**6), tmp=st.just(None))
+def test_mutated_pictures_raise_only_image_read_error(tmp_path_factory, fmt, edits, cut, tmp):
+    data = bytearray(_seed_file(fmt))
+    for position, value in edits:
+        data[position % len(data)] = value
+    data = bytes(data[: max(1, cut % (len(data) + 1))])
+    path = tmp_path_factory.mktemp("fuzz") / f"x.{fmt}"
+    path.write_bytes(data)
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = load_image(path)
+    except ImageReadError as error:
+        assert "\n" not in str(error)
+    else:
+        # Pillow's complaints about the bytes are not shown to the user.
+        assert not [w for w in caught if "PIL" in w.filename], caught
+        assert result.shape == (28, 28) and np.isfinite(result).all()
+        assert result.min() >= 0 and result.max() <= 1

@@ -189,38 +189,41 @@ def load_image(path: str | PathLike, *, thicken: bool = True,
             raise ImageReadError(
                 f"{path} is {size / 2**20:.0f} MiB; chainrule reads picture files of at most "
                 f"{MAX_FILE_BYTES / 2**20:.0f} MiB")
-        try:
-            with warnings.catch_warnings():
-                # Pillow warns above its own limit; ours is lower and checked below.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(f, formats=ALLOWED_FORMATS)
-        except Image.DecompressionBombError:
-            raise ImageReadError(
-                f"{path}: the picture declares more than {2 * Image.MAX_IMAGE_PIXELS:,} "
-                f"pixels; chainrule reads pictures of at most {max_pixels:,} pixels") from None
-        except Image.UnidentifiedImageError:
-            raise ImageReadError(
-                f"{path} is not a readable image: not a picture in a format chainrule reads "
-                f"({', '.join(ALLOWED_FORMATS)})") from None
-        except Exception as error:  # plugins raise many kinds on hostile bytes
-            raise ImageReadError(f"{path} is not a readable image ({_one_line(error)})") from None
-        with image:
-            if image.format not in _OPENED_AS:  # pragma: no cover - formats= guarantees it
-                raise ImageReadError(f"{path}: {image.format} pictures are not read")
-            width, height = image.size
-            if width * height > max_pixels or max(width, height) > MAX_SIDE:
-                raise ImageReadError(
-                    f"{path}: the picture is {width}x{height} pixels "
-                    f"({width * height / 1e6:.1f} megapixels); chainrule reads pictures of "
-                    f"at most {max_pixels / 1e6:g} megapixels and {MAX_SIDE:,} pixels a side")
+        # Pillow's warnings on hostile files (its own, higher, pixel limit; TIFF
+        # tags past the end; EXIF oddities) are not the user's business: what
+        # matters is raised below as one ImageReadError.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
-                grey, alpha = _read(image)
-            except ImageReadError as error:
-                raise ImageReadError(f"{path}: {error}") from None
-            except Exception as error:  # truncated data, decoder errors, ...
-                # UnidentifiedImageError is an OSError; truncated files raise OSError too.
+                image = Image.open(f, formats=ALLOWED_FORMATS)
+            except Image.DecompressionBombError:
                 raise ImageReadError(
-                    f"{path} is not a readable image ({_one_line(error)})") from None
+                    f"{path}: the picture declares more than {2 * Image.MAX_IMAGE_PIXELS:,} "
+                    f"pixels; chainrule reads pictures of at most {max_pixels:,} pixels") from None
+            except Image.UnidentifiedImageError:
+                raise ImageReadError(
+                    f"{path} is not a readable image: not a picture in a format chainrule reads "
+                    f"({', '.join(ALLOWED_FORMATS)})") from None
+            except Exception as error:  # plugins raise many kinds on hostile bytes
+                raise ImageReadError(f"{path} is not a readable image ({_one_line(error)})") from None
+            with image:
+                if image.format not in _OPENED_AS:  # pragma: no cover - formats= guarantees it
+                    raise ImageReadError(f"{path}: {image.format} pictures are not read")
+                width, height = image.size
+                if width * height > max_pixels or max(width, height) > MAX_SIDE:
+                    raise ImageReadError(
+                        f"{path}: the picture is {width}x{height} pixels "
+                        f"({width * height / 1e6:.1f} megapixels); chainrule reads pictures of "
+                        f"at most {max_pixels / 1e6:g} megapixels and {MAX_SIDE:,} pixels a side")
+                try:
+                    grey, alpha = _read(image)
+                except ImageReadError as error:
+                    raise ImageReadError(f"{path}: {error}") from None
+                except Exception as error:  # truncated data, decoder errors, ...
+                    # UnidentifiedImageError is an OSError; truncated files raise OSError too.
+                    raise ImageReadError(
+                        f"{path} is not a readable image ({_one_line(error)})") from None
     try:
         return _prepare(grey, alpha, thicken)
     except ImageReadError as error:
