@@ -309,6 +309,22 @@ def test_load_refuses_tampered_metadata_and_plain_models(tmp_path):
     save_file(load_file(path), tmp_path / "bad.safetensors", metadata=metadata)
     with pytest.raises(ModelFileError, match="digest"):
         load(tmp_path / "bad.safetensors")
+    # Consistent digests but contents that cannot be right: refused by the checks after it.
+    from chainrule.io import DIGEST_KEY, tensor_digest
+
+    for field, value, message in [("classes_", {"values": [0, 1], "dtype": "<i8"}, "2 classes"),
+                                  ("out_activation_", "relu", "out_activation_"),
+                                  ("n_outputs_", 7, "n_outputs_"),
+                                  ("classes_", {"values": [[1]], "dtype": "<i8"}, "strings or")]:
+        forged = json.loads(json.dumps(info))
+        forged["fitted"]["classes_"] = {"values": [0, 1, 2], "dtype": "<i8"}
+        forged["fitted"][field] = value
+        metadata["sklearn_estimator"] = json.dumps(forged)
+        tensors = load_file(path)
+        metadata[DIGEST_KEY] = tensor_digest(tensors, metadata)
+        save_file(tensors, tmp_path / "forged.safetensors", metadata=metadata)
+        with pytest.raises(ModelFileError, match=message):
+            load(tmp_path / "forged.safetensors")
     clf.network_.save(tmp_path / "plain.safetensors")
     with pytest.raises(ModelFileError, match="chainrule.load"):
         load(tmp_path / "plain.safetensors")

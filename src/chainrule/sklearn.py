@@ -925,6 +925,12 @@ def load(path: str | PathLike) -> MLPClassifier | MLPRegressor:
                    "out_activation_", "feature_names_in_", "classes_", "label_type"}
         if set(fitted) - allowed:
             raise ValueError(f"unknown fitted attributes {sorted(set(fitted) - allowed)}")
+        outputs = ("softmax", "logistic") if cls is MLPClassifier else ("identity",)
+        if fitted.get("out_activation_") not in outputs:
+            raise ValueError(f"out_activation_ must be one of {outputs}")
+        if not isinstance(fitted.get("n_outputs_"), int) or (
+                network.out_features not in (None, fitted["n_outputs_"])):
+            raise ValueError("n_outputs_ does not match the network's output width")
     except ModelFileError:
         raise
     except Exception as error:  # noqa: BLE001 -- a hostile field is the file's fault
@@ -946,7 +952,8 @@ def load(path: str | PathLike) -> MLPClassifier | MLPRegressor:
             binarizer.fit(classes)
         estimator._label_binarizer = binarizer
         estimator.classes_ = binarizer.classes_
-        if estimator.out_activation_ not in ("softmax", "logistic"):
-            raise ModelFileError(f"{path}: invalid out_activation_ {estimator.out_activation_!r:.40}")
+        if len(classes) != (estimator.n_outputs_ if estimator.n_outputs_ > 1 else 2) and (
+                len(classes) != 1):
+            raise ModelFileError(f"{path}: {len(classes)} classes for {estimator.n_outputs_} outputs")
     return estimator
 
