@@ -442,6 +442,12 @@ def test_cnn_look_inside_is_the_first_convolutions_feature_maps(tmp_path, digits
         assert client.get("/api/models").json()["models"][0]["kind"] == "cnn"
         image = digits[0][0]
         result = client.post("/api/predict", json={"pixels": image.tolist()}).json()
+        # Fine-tuning a CNN feeds it images, and keeps it a CNN.
+        for im, label in zip(digits[0][:6], digits[1][:6]):
+            client.post("/api/digits", json={"pixels": im.tolist(), "label": int(label)})
+        tuned = app.state.service.fine_tune("cnn", epochs=1, mnist_test=500)  # a quick look
+        assert tuned["model"] == "cnn-mine" and app.state.service.model("cnn-mine").is_cnn
+        assert tuned["digits"]["mnist_test"] == 500
     x = to_mnist(image).astype(np.float64)
     np.testing.assert_allclose(result["probabilities"],
                                probabilities(net, x.reshape(1, 1, 28, 28))[0], atol=1e-6)
