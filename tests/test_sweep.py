@@ -82,6 +82,27 @@ def test_candidates_and_splits_are_seeded():
     assert len(test) == 20 and np.bincount(y[test]).tolist() == [10, 6, 4]
 
 
+def test_load_table_reads_npz_and_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 3)), rng.integers(0, 3, 20)
+    np.savez(tmp_path / "xy.npz", x=x, label=y)
+    features, target, names = load_table(tmp_path / "xy.npz", "label")
+    np.testing.assert_array_equal(features, x)
+    np.testing.assert_array_equal(target, y)
+    np.savez(tmp_path / "columns.npz", height=x[:, 0], width=x[:, 1], price=x[:, 2])
+    features, target, names = load_table(tmp_path / "columns.npz", "price")
+    assert names == ["height", "width"] and target.dtype == np.float64
+    np.testing.assert_array_equal(features, x[:, :2])
+    (tmp_path / "t.csv").write_text("a,b,kind\n1,2.5,cat\n3,4,dog\n")
+    features, target, names = load_table(tmp_path / "t.csv", "kind")
+    assert features.tolist() == [[1.0, 2.5], [3.0, 4.0]] and list(target) == ["cat", "dog"]
+    with pytest.raises(ValueError, match="no column 'price'"):
+        load_table(tmp_path / "t.csv", "price")
+    (tmp_path / "bad.csv").write_text("a,kind\nhigh,cat\n")
+    with pytest.raises(ValueError, match="must be numeric"):
+        load_table(tmp_path / "bad.csv", "kind")
+
+
 def test_results_table_csv_and_plot(sequential, tmp_path):
     rows = sequential.rows
     assert [r["mean_score"] for r in rows] == sorted((r["mean_score"] for r in rows), reverse=True)
