@@ -121,7 +121,7 @@ class Loss:
         z = pred if pred.ndim == 2 else pred[None, :]
         n = z.shape[0]
         weight, denominator = self._weights(pred.shape, target, sample_weight, class_weight)
-        losses, grad, factor = self._terms(z, _batch_form(target, z), weight is not None)
+        losses, grad, factor = self._terms(z, _batch_form(target, z.shape), weight is not None)
         if weight is None:
             value = float(losses) / n
             scale: Any = factor / n
@@ -153,7 +153,7 @@ class Loss:
             weight = check_sample_weight(sample_weight, n)
         if class_weight is not None:
             per_class = self.class_weights(class_weight, target, shape[-1])
-            c = self._class_weight_per_sample(per_class, _batch_form(target, np.empty((n, shape[-1]))))
+            c = self._class_weight_per_sample(per_class, _batch_form(target, (n, shape[-1])))
             weight = weight * c
             denominator = float(np.sum(c))
         return weight, denominator
@@ -177,16 +177,16 @@ class Loss:
         return self._cache
 
 
-def _batch_form(target: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Normalised targets for the batch ``z`` (n, k): float rows (n, k), or integer labels (n,)."""
-    return target.reshape(z.shape) if target.dtype.kind == "f" else target.reshape(-1)
+def _batch_form(target: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Normalised targets for a batch shaped (n, k): float rows (n, k), or integer labels (n,)."""
+    return target.reshape(shape) if target.dtype.kind == "f" else target.reshape(-1)
 
 
 def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
     """``sample_weight`` as a float64 array (n,): finite, non-negative, one per sample."""
     w = np.asarray(sample_weight)
-    if not (np.issubdtype(w.dtype, np.number) or w.dtype == np.bool_):
-        raise ValueError(f"sample_weight must be numbers, got dtype {w.dtype}")
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must be real numbers, got dtype {w.dtype}")
     w = w.astype(np.float64)
     if w.shape != (n,) and not (n == 1 and w.ndim == 0):
         raise ValueError(f"sample_weight must hold one weight per sample, shape ({n},); got {w.shape}")
