@@ -313,3 +313,13 @@ def test_a_network_is_callable_like_a_torch_module():
     x = np.ones((3, 4))
     np.testing.assert_array_equal(net.eval()(x), net.predict(x))
     assert not np.array_equal(net.train()(x), net.predict(x))
+
+
+def test_load_state_dict_is_torchs_name_for_load_parameters():
+    a = cr.Network.from_sizes([4, 8, 2], seed=0)
+    b = cr.Network.from_sizes([4, 8, 2], seed=1)
+    b.load_state_dict(a.state_dict())
+    x = np.ones((2, 4))
+    np.testing.assert_array_equal(b.predict(x), a.predict(x))
+    with pytest.raises(ValueError, match="missing tensor '2.bias'"):
+        b.load_state_dict({k: v for k, v in a.state_dict().items() if k != "2.bias"})

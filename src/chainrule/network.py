@@ -412,6 +412,14 @@ class Network:
 
     load_state_dict = load_parameters
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """PyTorch's name for ``load_parameters``: ``net.load_state_dict(other.state_dict())``.
+
+        Takes NumPy arrays or anything ``np.asarray`` reads (torch CPU tensors
+        included); the same checks as ``load_parameters``.
+        """
+        self.load_parameters({name: np.asarray(value) for name, value in state_dict.items()})
+
     def astype(self, dtype: str | np.dtype) -> Network:
         """Switch the whole network (parameters, and so every activation) to ``dtype``, in place."""
         dtype = np.dtype(dtype)
