@@ -45,13 +45,13 @@ RECIPE = (784, 512, 256, 10)  # DigitRecipe's network (dropout 0.2, Adam, batch 
 
 # case: (sizes, batch, optimizer, samples (full), samples (quick))
 CASES = {
-    "mlp_b128_sgd": (MLP, 128, "sgd", 8192, 2048),
-    "mlp_b32_sgd": (MLP, 32, "sgd", 4096, 1024),
-    "mlp_b128_adam": (MLP, 128, "adam", 8192, 2048),
-    "mlp_b1_sgd": (MLP, 1, "sgd", 600, 200),
-    "tiny_341": ((3, 4, 1), 1, "sgd", 4000, 1000),
+    "mlp_b128_sgd": (MLP, 128, "sgd", 4096, 2048),
+    "mlp_b32_sgd": (MLP, 32, "sgd", 2048, 1024),
+    "mlp_b128_adam": (MLP, 128, "adam", 4096, 2048),
+    "mlp_b1_sgd": (MLP, 1, "sgd", 300, 200),
+    "tiny_341": ((3, 4, 1), 1, "sgd", 2000, 1000),
 }
-RECIPE_SAMPLES = (4096, 1024)
+RECIPE_SAMPLES = (2048, 1024)
 
 
 def flops_per_sample(sizes: tuple[int, ...]) -> float:
