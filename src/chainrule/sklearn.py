@@ -71,7 +71,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "chainrule.sklearn needs scikit-learn and scipy: pip install 'chainrule[sklearn]'"
     ) from error
 
-from .activations import ReLU, Sigmoid, Tanh, sigmoid, softmax
+from .activations import ReLU, Sigmoid, Tanh
 from .errors import ModelFileError
 from .layers import Dense, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, SquaredError
@@ -717,8 +717,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._label_binarizer.inverse_transform(proba)
 
     def _probabilities(self, X: Any) -> np.ndarray:
-        logits = self._outputs(X)
-        return softmax(logits) if self.out_activation_ == "softmax" else sigmoid(logits)
+        """``Network.predict_proba``: softmax of the logits, or a sigmoid of each (logistic)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        proba = self.network_.predict_proba(self._to_network_input(X))
+        return proba.astype(X.dtype, copy=False)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
