@@ -461,6 +461,19 @@ def test_cnn_look_inside_is_the_first_convolutions_feature_maps(tmp_path, digits
     np.testing.assert_allclose(np.reshape(inside["values"], (3, 28, 28)), maps, atol=2e-4)
 
 
+def test_the_look_inside_passes_batch_norm_and_activation():
+    from chainrule import recipes_cnn
+    from chainrule.layers import BatchNorm1d, Dense
+    from chainrule.web.models import inside_layer
+
+    bn_cnn = recipes_cnn.build_cnn(recipes_cnn.CNNRecipe(channels=(2,), batch_norm=True))
+    assert [type(layer).__name__ for layer in bn_cnn.layers[:3]] == ["Conv2D", "BatchNorm2d", "ReLU"]
+    assert inside_layer(bn_cnn) == 2
+    mlp = cr.Network([Dense(784, 8), BatchNorm1d(8), cr.Tanh(), Dense(8, 10)], loss="cross_entropy")
+    assert inside_layer(mlp) == 2
+    assert inside_layer(cr.Network([Dense(784, 10)], loss="cross_entropy")) is None
+
+
 def test_cnn_training_from_the_page(client):
     started = client.post("/api/train", json={"architecture": "cnn", "channels": [2],
                                               "hidden": [], "samples": 200, "epochs": 1,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..activations import Identity, LeakyReLU, ReLU, Sigmoid, Tanh
-from ..layers import Conv2D, Dense, Layer
+from ..layers import BatchNorm1d, BatchNorm2d, Conv2D, Dense, Layer
 from ..network import Network
 from .errors import ServiceError
 
@@ -93,10 +93,10 @@ def probabilities(network: Network, x: np.ndarray) -> np.ndarray:
 def inside_layer(network: Network) -> int | None:
     """Index of the layer whose output the page shows as the look inside.
 
-    The first convolution's feature maps (after its activation, when one
-    follows it directly) for a CNN; otherwise the first hidden layer's
-    activations: the activation after the first ``Dense`` that is not the
-    last one.
+    The first convolution's feature maps for a CNN; otherwise the first
+    hidden layer: the first ``Dense`` that is not the last one. In both cases
+    after the batch normalisation and the activation that follow it, when
+    they do (``Conv2D, BatchNorm2d, ReLU``: the ReLU's output).
     """
     layers = network.layers
     conv = next((i for i, layer in enumerate(layers) if is_conv(layer)), None)
@@ -107,8 +107,11 @@ def inside_layer(network: Network) -> int | None:
         index = dense[0]
     else:
         return None
-    if index + 1 < len(layers) and isinstance(layers[index + 1], _ACTIVATION_LAYERS):
-        index += 1
+    after = index + 1
+    while after < len(layers) and isinstance(layers[after], (BatchNorm1d, BatchNorm2d)):
+        after += 1
+    if after < len(layers) and isinstance(layers[after], _ACTIVATION_LAYERS):
+        index = after
     return index
 
 
