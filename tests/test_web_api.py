@@ -338,7 +338,9 @@ def test_training_streams_steps_epochs_and_health_and_keeps_the_model(client):
     onnx.checker.check_model(model)
 
 
-def test_stop_keeps_the_model_trained_so_far(client):
+def test_stop_keeps_the_model_trained_so_far(client, digits):
+    image = digits[0][7].tolist()
+    alone = client.post("/api/predict", json={"pixels": image}).json()
     started = client.post("/api/train", json={"hidden": [8], "samples": 10000, "epochs": 50,
                                               "batch_size": 10})
     assert started.status_code == 202
@@ -346,6 +348,10 @@ def test_stop_keeps_the_model_trained_so_far(client):
     while not any(e["type"] == "step" for e in client.get("/api/train").json()["events"]):
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    # Drawing goes on while it trains, with the same answers.
+    during = client.post("/api/predict", json={"pixels": image}).json()
+    assert client.get("/api/train").json()["training"]["state"] == "running"
+    assert during["probabilities"] == alone["probabilities"]
     assert client.post("/api/train/stop", json={}).json()["stopping"] is True
     job = _wait_for_training(client)
     assert job["training"]["state"] == "stopped"
