@@ -90,6 +90,7 @@ def browser(tmp_path_factory):
                 "--no-first-run", "--window-size=1400,1000",
                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
     driver = webdriver.Chrome(service=DriverService(executable_path=CHROMEDRIVER),
                               options=options)
     driver.set_page_load_timeout(WAIT)
@@ -152,6 +153,12 @@ def _draw(driver, points):
     return driver.find_element(By.ID, "prediction").text
 
 
+def _console_errors(driver):
+    """The page's script errors since the last call (an answered 4xx is not one)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+
+
 def _open(driver, url, hash_=""):
     driver.get(url + "/" + hash_)
     _wait(driver, lambda d: d.execute_script(
@@ -179,6 +186,7 @@ def test_draw_a_seven_and_read_the_prediction(server, browser):
     print(f"\nstroke end -> probabilities on screen: {report}")
     if SHOTS:
         (Path(SHOTS) / "latency.json").write_text(json.dumps(report, indent=1))
+    assert _console_errors(browser) == []
 
 
 def test_label_drawings_and_fine_tune(server, browser):
@@ -209,6 +217,7 @@ def test_label_drawings_and_fine_tune(server, browser):
     for key, value in service.model("tiny").network.parameters().items():
         np.testing.assert_array_equal(value, before[key])
     assert (service.workdir / "models" / "tiny-mine.safetensors").is_file()
+    assert _console_errors(browser) == []
 
 
 def test_train_one_epoch_then_start_and_stop_another(server, browser):
@@ -264,3 +273,4 @@ def test_train_one_epoch_then_start_and_stop_another(server, browser):
     _wait(browser, lambda d: d.find_element(By.ID, "page-draw").is_displayed(), "the Draw page")
     assert browser.find_element(By.ID, "model").get_attribute("value") == "trained-784-256-128-10"
     assert _draw(browser, ONE) in "0123456789"
+    assert _console_errors(browser) == []
