@@ -181,6 +181,8 @@ def main() -> int:
                         default=["torch", "no-torch"])
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", type=Path, default=ROOT / "quality" / "MUTATION.md")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each scratch directory (to run `mutmut show NAME` there)")
     args = parser.parse_args()
     modules = [m for m in args.modules
                if "*" in m or (ROOT / "src" / "chainrule" / m).exists()]
@@ -207,7 +209,10 @@ def main() -> int:
             lines += report(run, statuses, elapsed, survivors, equivalent)
             print("\n".join(report(run, statuses, elapsed, {}, equivalent)[:3]), flush=True)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if args.keep:
+                print(f"kept {work}", flush=True)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
     return 0
