@@ -59,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--param", "-p", metavar="NAME=V1,V2", type=parameter, action="append",
                    default=[], help="a parameter and its values; repeat for each parameter")
     p.add_argument("--search", choices=("grid", "random"), default="grid")
-    p.add_argument("--n-iter", type=positive_int, default=10,
+    p.add_argument("--n-iter", type=positive_int, default=10, metavar="N",
                    help="candidates drawn by --search random (default 10)")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--cv", type=positive_int, metavar="K",
