@@ -75,11 +75,11 @@ def close(actual, expected, tol=1e-12):
 
 
 def test_lessons_are_listed_with_titles():
-    assert sorted(lessons.LESSONS) == [1, 2, 3]
+    assert sorted(lessons.LESSONS) == [1, 2, 3, 4]
     assert all(isinstance(t, str) and t and "\n" not in t for t in lessons.LESSONS.values())
 
 
-@pytest.mark.parametrize("number", [0, 4, -1, "1", 1.0, True, None])
+@pytest.mark.parametrize("number", [0, 5, -1, "1", 1.0, True, None])
 def test_unknown_lesson_is_a_value_error(number):
     with pytest.raises(ValueError, match="lesson"):
         lessons.run(number, file=io.StringIO())
