@@ -60,23 +60,24 @@ class DigitsTask:
 
     Swept parameters are ``DigitRecipe`` fields (``lr``, ``dropout``,
     ``layers``, ``epochs``, ``batch_size``, ...). The recipe's own validation
-    hold-out is switched off: the sweep's splits decide what is held out.
+    hold-out is switched off: the sweep's splits decide what is held out. The
+    sweep's ``seed`` seeds every fit (unless ``seed`` is itself swept).
     """
 
     recipe: DigitRecipe = DigitRecipe()
     classifier: bool = field(default=True, init=False)
 
-    def _recipe(self, params: Mapping[str, Any]) -> DigitRecipe:
-        return self.recipe.replace(**dict(params), validation=0)
+    def _recipe(self, params: Mapping[str, Any], seed: int) -> DigitRecipe:
+        return self.recipe.replace(**{"seed": seed, **params}, validation=0)
 
     def fit_score(self, params: Mapping[str, Any], x_train: np.ndarray, y_train: np.ndarray,
-                  x_test: np.ndarray, y_test: np.ndarray) -> float:
-        network, _ = train_digits(self._recipe(params), x_train, y_train)
+                  x_test: np.ndarray, y_test: np.ndarray, seed: int = 0) -> float:
+        network, _ = train_digits(self._recipe(params, seed), x_train, y_train)
         return float(network.evaluate(x_test, y_test, batch_size=4096)["accuracy"])
 
-    def refit(self, params: Mapping[str, Any], x: np.ndarray, y: np.ndarray) -> Any:
+    def refit(self, params: Mapping[str, Any], x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
         """The recipe trained on all of ``(x, y)``: a ``Network``."""
-        network, _ = train_digits(self._recipe(params), x, y)
+        network, _ = train_digits(self._recipe(params, seed), x, y)
         return network
 
 
@@ -233,8 +234,7 @@ def _fit_one(task: Any, params: dict[str, Any], payload: tuple, split: int, seed
     train, test = splits[split]
     start = time.perf_counter()
     with threadpool_limits(limits=1):
-        kwargs = {"seed": seed} if isinstance(task, EstimatorTask) else {}
-        score = task.fit_score(params, x[train], y[train], x[test], y[test], **kwargs)
+        score = task.fit_score(params, x[train], y[train], x[test], y[test], seed=seed)
     return score, time.perf_counter() - start, f"{os.uname().nodename}:{os.getpid()}"
 
 
@@ -447,8 +447,7 @@ def run_sweep(
     result = SweepResult(params=params, fits=fits, n_splits=len(splits),
                          wall_seconds=time.perf_counter() - start)
     if refit:
-        kwargs = {"seed": seed} if isinstance(task, EstimatorTask) else {}
-        result.best_model = task.refit(result.best_params, x, y, **kwargs)
+        result.best_model = task.refit(result.best_params, x, y, seed=seed)
     return result
 
 
