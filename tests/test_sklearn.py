@@ -121,6 +121,18 @@ def test_one_epoch_gives_scikit_learns_weights(solver, kind):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
+def test_partial_fit_follows_scikit_learn():
+    x, y = _task("multiclass")
+    ours, theirs = _pair("multiclass", hidden_layer_sizes=(6,), batch_size=20, shuffle=False,
+                         learning_rate_init=0.01, random_state=2)
+    for rows in (slice(0, 50), slice(50, 100), slice(0, 100)):  # Adam's state carries over
+        ours.partial_fit(x[rows], y[rows], classes=[0, 1, 2])
+        theirs.partial_fit(x[rows], y[rows], classes=[0, 1, 2])
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert ours.loss_curve_ == pytest.approx(theirs.loss_curve_, rel=1e-9)
+
+
 @pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
 def test_sgd_schedules_follow_scikit_learn(learning_rate):
     x, y = _task("multiclass")
