@@ -1,8 +1,9 @@
 """chainrule.sklearn against scikit-learn's own MLPClassifier / MLPRegressor.
 
 Same hyperparameters, same float32 data, each fit in a fresh process on one
-BLAS thread (two BLAS thread pools alive in one process distort both), best
-of ``--repeat`` runs for the time. Data: the bundled MNIST digits (10,000 to
+BLAS thread (two BLAS thread pools alive in one process distort both); the
+libraries alternate within each of ``--repeat`` repetitions and the table
+gives medians with the range. Data: the bundled MNIST digits (10,000 to
 train, 10,000 to test), scikit-learn's ``load_digits`` and ``load_diabetes``
 (a 75/25 seeded split, features standardised; diabetes' target too).
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -99,6 +101,20 @@ def run_in_process(library: str, case: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _spread(values: list[float], unit: str = "") -> str:
+    return (f"{statistics.median(values):.2f}{unit} "
+            f"({min(values):.2f}-{max(values):.2f})")
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        return out.stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", nargs=2, metavar=("LIBRARY", "CASE"), help=argparse.SUPPRESS)
@@ -115,16 +131,20 @@ def main() -> None:
         "iterations (sk / cr) | first short fit s (sk / cr) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    libraries = ("scikit-learn", "chainrule")
     for case in args.cases:
-        runs = {lib: [run_in_process(lib, case) for _ in range(args.repeat)]
-                for lib in ("scikit-learn", "chainrule")}
-        best = {lib: min(r["seconds"] for r in rs) for lib, rs in runs.items()}
+        runs: dict[str, list[dict]] = {lib: [] for lib in libraries}
+        for rep in range(args.repeat):  # interleaved, the first library alternating
+            for lib in (libraries if rep % 2 == 0 else libraries[::-1]):
+                runs[lib].append(run_in_process(lib, case))
+        seconds = {lib: [r["seconds"] for r in rs] for lib, rs in runs.items()}
+        ratios = [a / b for a, b in zip(seconds["scikit-learn"], seconds["chainrule"])]
         score = {lib: rs[0]["score"] for lib, rs in runs.items()}
         iters = {lib: rs[0]["n_iter"] for lib, rs in runs.items()}
-        warm = {lib: min(r["warmup"] for r in rs) for lib, rs in runs.items()}
+        warm = {lib: statistics.median(r["warmup"] for r in rs) for lib, rs in runs.items()}
         lines.append(
-            f"| {case} | {best['scikit-learn']:.2f} | {best['chainrule']:.2f} | "
-            f"{best['scikit-learn'] / best['chainrule']:.2f}x | {score['scikit-learn']:.4f} | "
+            f"| {case} | {_spread(seconds['scikit-learn'])} | {_spread(seconds['chainrule'])} | "
+            f"{_spread(ratios, 'x')} | {score['scikit-learn']:.4f} | "
             f"{score['chainrule']:.4f} | {iters['scikit-learn']} / {iters['chainrule']} | "
             f"{warm['scikit-learn']:.2f} / {warm['chainrule']:.2f} |"
         )
@@ -136,10 +156,12 @@ def main() -> None:
 
     notes = [
         "",
-        f"Best of {args.repeat} fits per library, each in a fresh process on one BLAS thread, "
+        f"Median (min-max) of {args.repeat} fits per library, interleaved, each in a fresh "
+        "process on one BLAS thread; the speed-up is taken within each repetition, "
         "float32 data, `random_state=0`, timed after a first short fit in the same process "
         "(its time is the last column: imports and, for chainrule, compiling its numba "
         "kernels); scores on the held-out test rows (accuracy; R^2 for diabetes).",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} at commit {_commit()}; "
         f"scikit-learn {sklearn.__version__}, chainrule {chainrule.__version__}, Python "
         f"{platform.python_version()}, {os.cpu_count()} CPUs; load average "
         f"{load_before[0]:.1f} before and {load_after[0]:.1f} after (the machine was shared).",
