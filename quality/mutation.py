@@ -57,6 +57,9 @@ MATH_TESTS = [
     "test_performance_paths.py", "test_conv.py", "test_pooling.py", "test_normalization.py",
     "test_cnn.py", "test_reference_torch_conv.py", "test_kernels.py", "test_checkpoint.py",
     "test_diagnostics.py",
+    # written to kill mutants (quality/MUTATION.md)
+    "test_optimizer_rules.py", "test_activation_values.py", "test_loss_values.py",
+    "test_layer_contract.py", "test_network_contract.py", "test_gradcheck_sensitivity.py",
 ]
 
 #: A ``torch`` that cannot be imported: put first on PYTHONPATH to hide the real one.
