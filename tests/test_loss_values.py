@@ -285,7 +285,7 @@ def test_cross_entropy_targets_and_messages():
         loss.check_targets((2, 3), [0, 1, 2])
     with pytest.raises(ValueError, match=r"^got 1 labels for 2 samples$"):
         loss.check_targets((2, 3), 1)
-    with pytest.raises(ValueError, match=r"^class label (np\.float64\()?1\.5\)? at index 1 is not an integer$"):
+    with pytest.raises(ValueError, match=r"^class label 1\.5 at index 1 is not an integer$"):
         loss.check_targets((2, 3), [1.0, 1.5])
     with pytest.raises(ValueError, match=r"^class label 3 at index 1 is out of range for 3 classes "
                                          r"\(labels must be 0\.\.2\)$"):

@@ -448,7 +448,7 @@ def _check_labels(target: np.ndarray, n_classes: int, n: int) -> np.ndarray:
         bad = target != np.round(target)
         if np.any(bad):
             i = int(np.flatnonzero(np.reshape(bad, -1))[0])
-            raise ValueError(f"class label {target.reshape(-1)[i]!r} at index {i} is not an integer")
+            raise ValueError(f"class label {target.reshape(-1)[i].item()!r} at index {i} is not an integer")
     target = target.astype(np.intp) if target.dtype.kind == "b" else target
     if target.size and (target.min() < 0 or target.max() >= n_classes):
         bad = (target < 0) | (target >= n_classes)
