@@ -181,7 +181,8 @@ def test_inference_in_chunks_matches_one_product(monkeypatch):
     x = rng.normal(size=(7, 2, 5, 5))
     whole = layer.forward(x)
     monkeypatch.setattr(Conv2D, "chunk_elements", 2 * 18 * 25)  # two samples per chunk
-    np.testing.assert_array_equal(layer.forward(x, cache=False), whole)
+    # the same sums; the BLAS may block a product of other width differently (last bits)
+    np.testing.assert_allclose(layer.forward(x, cache=False), whole, rtol=1e-12, atol=1e-14)
 
 
 def test_config_round_trip():

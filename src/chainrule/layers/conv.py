@@ -73,9 +73,9 @@ def scatter_windows(
 ) -> np.ndarray:
     """The adjoint of ``windows``: add each window's gradient back onto its pixels.
 
-    ``grad_windows`` is shaped ``(n, C, OH, OW, kh, kw)``; the result
-    ``(n, C, H, W)`` holds, for every pixel, the sum over all windows that
-    contain it. One vectorised add per kernel offset ``(i, j)``: that offset
+    ``grad_windows`` is shaped ``(n, C, OH, OW, kh, kw)`` (or with the first
+    two axes swapped, as ``Conv2D`` keeps them); the result ``(n, C, H, W)``
+    holds, for every pixel, the sum over all windows that contain it. One vectorised add per kernel offset ``(i, j)``: that offset
     of every window lands on the strided grid ``x[..., i::sh, j::sw]``.
     """
     _, _, oh, ow, kh, kw = grad_windows.shape
@@ -117,18 +117,19 @@ class Conv2D(Layer):
 
         y[b, o, i, j] = bias[o] + sum_{c, p, q} weight[o, c, p, q] * x[b, c, i*sh + p, j*sw + q]
 
-    With ``cols[b]`` sample ``b``'s im2col matrix (one row per ``(c, p, q)``,
-    one column per output pixel ``(i, j)``), ``W = weight.reshape(O, -1)`` and
-    ``G[b] = dL/dy[b]`` laid out as ``(O, OH*OW)``::
+    With ``cols`` the batch's im2col matrix (one row per kernel element
+    ``(c, p, q)``, one column per output pixel ``(b, i, j)``),
+    ``W = weight.reshape(O, -1)`` and ``G = dL/dy`` laid out as ``(O, n*OH*OW)``::
 
-        y[b]       = W @ cols[b]                      (O, OH*OW), already NCHW
-        dL/dW      = sum_b G[b] @ cols[b].T           (O, C*kh*kw)
-        dL/dbias   = sum over b, i, j of G            (O,)
-        dL/dcols[b] = W.T @ G[b]                      (C*kh*kw, OH*OW)
-        dL/dx      = each window's gradient added back onto the pixels it read, minus the padding
+        y        = W @ cols              (O, n*OH*OW), then transposed to NCHW
+        dL/dW    = G @ cols.T            (O, C*kh*kw)
+        dL/dbias = G.sum(axis=1)         (O,)
+        dL/dcols = W.T @ G               (C*kh*kw, n*OH*OW)
+        dL/dx    = each window's gradient added back onto the pixels it read, minus the padding
 
-    Each line is one (batched) matrix product; the only Python loop is the
-    scatter's, over the ``kh * kw`` kernel offsets.
+    Each product covers the whole batch at once (one large matrix product is
+    faster than one per sample); the only Python loop is the scatter's, over
+    the ``kh * kw`` kernel offsets.
     """
 
     def __init__(
@@ -228,18 +229,18 @@ class Conv2D(Layer):
             x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         view = windows(x, self.kernel_size, self.stride)  # (n, C, OH, OW, kh, kw)
         oh, ow = view.shape[2:4]
-        # im2col, a copy: (n, C*kh*kw, OH*OW), rows (c, p, q), columns (i, j)
-        cols = view.transpose(0, 1, 4, 5, 2, 3).reshape(n, -1, oh * ow)
+        # im2col, a copy: (C*kh*kw, n*OH*OW), rows (c, p, q), columns (b, i, j)
+        cols = view.transpose(1, 4, 5, 0, 2, 3).reshape(-1, n * oh * ow)
         weight = self.params["weight"].reshape(self.out_channels, -1)
-        y = weight @ cols  # (n, O, OH*OW): one product per sample, in one call
+        y = weight @ cols  # (O, n*OH*OW): the whole batch in one product
         if self.use_bias:
             y += self.params["bias"][:, None]
         if cache:
             self._cache = (cols, x.shape)
-        return y.reshape(n, self.out_channels, oh, ow)
+        return np.ascontiguousarray(y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3))
 
     def _fill_grads(self, grad_output: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-        """Set ``grads`` from ``dL/dy``; returns ``G`` ``(n, O, OH*OW)`` and the padded input's shape."""
+        """Set ``grads`` from ``dL/dy``; returns ``G`` ``(O, n*OH*OW)`` and the padded input's shape."""
         if self._cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         cols, padded_shape = self._cache
@@ -250,12 +251,11 @@ class Conv2D(Layer):
             raise ValueError(
                 f"{self.name}: grad_output must have shape {expected}, got {grad_output.shape}"
             )
-        g = grad_output.reshape(n, self.out_channels, oh * ow)
-        # dL/dW = sum_b G[b] @ cols[b].T (batched products, then the sum over the batch)
-        np.sum(g @ cols.transpose(0, 2, 1), axis=0,
-               out=self.grads["weight"].reshape(self.out_channels, -1))
+        # (n, O, OH, OW) -> (O, n*OH*OW), the layout of y before its transpose; a copy
+        g = grad_output.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)
+        np.matmul(g, cols.T, out=self.grads["weight"].reshape(self.out_channels, -1))  # dL/dW
         if self.use_bias:
-            np.sum(g, axis=(0, 2), out=self.grads["bias"])  # dL/dbias
+            np.sum(g, axis=1, out=self.grads["bias"])  # dL/dbias
         return g, padded_shape
 
     def _out_hw(self, padded_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -268,12 +268,13 @@ class Conv2D(Layer):
         n, c = padded_shape[:2]
         oh, ow = self._out_hw(padded_shape)
         weight = self.params["weight"].reshape(self.out_channels, -1)
-        grad_cols = weight.T @ g  # dL/dcols[b] = W.T @ G[b]: (n, C*kh*kw, OH*OW)
-        # back to one gradient per window element, (n, C, OH, OW, kh, kw), then onto the pixels
-        grad_windows = grad_cols.reshape(n, c, *self.kernel_size, oh, ow).transpose(0, 1, 4, 5, 2, 3)
-        grad = scatter_windows(grad_windows, padded_shape, self.stride)
+        grad_cols = weight.T @ g  # dL/dcols = W.T @ G: (C*kh*kw, n*OH*OW)
+        # one gradient per window element, channels first: (C, n, OH, OW, kh, kw), so that
+        # each kernel offset's slice is contiguous; then onto the pixels, (C, n, H, W)
+        grad_windows = grad_cols.reshape(c, *self.kernel_size, n, oh, ow).transpose(0, 3, 4, 5, 1, 2)
+        grad = scatter_windows(grad_windows, (c, n, *padded_shape[2:]), self.stride)
         ph, pw = self.padding
-        return grad[:, :, ph : padded_shape[2] - ph, pw : padded_shape[3] - pw]
+        return grad[:, :, ph : padded_shape[2] - ph, pw : padded_shape[3] - pw].transpose(1, 0, 2, 3)
 
     def backward_params(self, grad_output: np.ndarray) -> None:
         # The first layer's dL/dx is never used: skip the product and the scatter.
