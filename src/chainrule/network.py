@@ -37,7 +37,8 @@ class Network:
     Parameters
     ----------
     layers : sequence of Layer
-        For example ``[Dense(784, 128), ReLU(), Dense(128, 10)]``.
+        For example ``[Dense(784, 128), ReLU(), Dense(128, 10)]``, or for
+        images ``[Conv2D(1, 8, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(1352, 10)]``.
     loss : Loss or str
         ``SquaredError()`` (the default, the tutorials' error), ``CrossEntropy()``, ...
     optimizer : Optimizer or str
@@ -161,7 +162,8 @@ class Network:
     # -- the math ---------------------------------------------------------------
 
     def forward(self, x: np.ndarray, training: bool | None = None) -> np.ndarray:
-        """Run ``x`` (one sample ``(features,)`` or a batch ``(n, features)``) through every layer.
+        """Run ``x`` through every layer: one sample ``(features,)`` or a batch ``(n, features)``;
+        for a network that ``takes_images``, one image ``(C, H, W)`` or a batch ``(n, C, H, W)``.
 
         ``training`` (dropout active) defaults to ``self.training``, which
         ``train()`` and ``eval()`` set, as in PyTorch. Each layer caches what
