@@ -17,7 +17,6 @@ import chainrule as cr
 from chainrule import cli
 from chainrule.checkpoint import load_checkpoint
 from chainrule.datasets import load_mnist
-from chainrule.training import fit
 
 # A small, quick training run: 1,100 digits (100 held out), 3 epochs of a 784-32-10 net.
 QUICK = ["--epochs", "3", "--batch-size", "32", "--lr", "0.005", "--limit", "1100",

@@ -39,6 +39,7 @@ from ._common import (
     write_plots,
 )
 
+
 def _threads(text: str) -> int | str:
     """``--threads``: ``auto`` or a positive whole number (see ``chainrule.threads``)."""
     return "auto" if text.strip().lower() == "auto" else positive_int(text)
@@ -254,9 +255,6 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
     for option, value in (("--layers", args.layers), ("--activation", args.activation)):
         if value is not None:
             raise ValueError(f"{option} sets up the MLP; it does not apply to --model cnn")
-    if args.resume:
-        raise ValueError("--resume continues MLP runs; continue a CNN's checkpoint from "
-                         "Python with network.fit(..., resume=PATH)")
     recipe = CNNRecipe().replace(
         optimizer=args.optimizer, lr=args.lr, final_lr=args.final_lr, epochs=args.epochs,
         batch_size=args.batch_size, dropout=args.dropout, weight_decay=args.weight_decay,
@@ -274,6 +272,18 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
         check_plot_dir(args.plots, "--plots")
     if recipe.max_shift:
         random_shift(recipe.max_shift)  # checks the shift fits the 28x28 images
+    saved = None
+    if args.resume:
+        # The network, optimizer and random state come from the checkpoint; repeat the
+        # first run's other options (fit warns if the batch size or data differ).
+        from ..checkpoint import load_checkpoint
+
+        _refuse_same_file(out, "--out", args.resume, "--resume")
+        if not Path(args.resume).is_file():
+            raise FileNotFoundError(f"no checkpoint file at {args.resume}")
+        saved = load_checkpoint(args.resume)
+        if not saved.build_network().takes_images:
+            raise ValueError(f"{args.resume} holds an MLP; resume it without --model cnn")
     (x, y), (x_test, y_test) = load_data(args.data)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
@@ -289,8 +299,10 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
             f"its model a name of its own with --out FILE (or --out {out} to replace it)"
         )
     n_classes = int(max(y.max(), y_test.max())) + 1
-    network = build_cnn(recipe, n_classes=n_classes)
+    network = build_cnn(recipe, n_classes=n_classes) if saved is None else saved.build_network()
     x, x_test = as_model_inputs(network, x), as_model_inputs(network, x_test)
+    if saved is not None and saved.epoch >= recipe.epochs and not saved.step:
+        return _finish_done_run(args, saved, network, out, x_test, y_test, started)
     say = (lambda *a, **k: None) if args.quiet else print
     say(f"chainrule {__version__}: training {recipe.describe()}")
     n_val = recipe.validation
