@@ -419,6 +419,9 @@ class _ClosedPipeGuard:
 def closed_pipes_ignored() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` guarded by ``_ClosedPipeGuard`` for the duration."""
     saved = sys.stdout, sys.stderr
+    if saved[0] is None or saved[1] is None:  # no console at all (pythonw): nothing to guard
+        yield
+        return
     sys.stdout, sys.stderr = _ClosedPipeGuard(saved[0]), _ClosedPipeGuard(saved[1])
     try:
         yield
