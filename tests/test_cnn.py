@@ -130,16 +130,16 @@ def test_hostile_conv_configs_are_refused_before_building(tmp_path):
             cr.load(tmp_path / "bad.safetensors")
 
 
-def _small_mnist(directory):
-    """256 training and 300 test digits as MNIST's four IDX files (the full test set is slow here)."""
+def _small_mnist(directory, n_train=256, n_test=300):
+    """A few training and test digits as MNIST's four IDX files (the full test set is slow here)."""
     from chainrule.datasets import load_mnist, write_idx
 
     (x, y), (x_test, y_test) = load_mnist(normalize=False)
     directory.mkdir()
-    write_idx(directory / "train-images-idx3-ubyte", x[:256].reshape(-1, 28, 28))
-    write_idx(directory / "train-labels-idx1-ubyte", y[:256].astype(np.uint8))
-    write_idx(directory / "t10k-images-idx3-ubyte", x_test[:300].reshape(-1, 28, 28))
-    write_idx(directory / "t10k-labels-idx1-ubyte", y_test[:300].astype(np.uint8))
+    write_idx(directory / "train-images-idx3-ubyte", x[:n_train].reshape(-1, 28, 28))
+    write_idx(directory / "train-labels-idx1-ubyte", y[:n_train].astype(np.uint8))
+    write_idx(directory / "t10k-images-idx3-ubyte", x_test[:n_test].reshape(-1, 28, 28))
+    write_idx(directory / "t10k-labels-idx1-ubyte", y_test[:n_test].astype(np.uint8))
     return str(directory)
 
 
@@ -158,3 +158,18 @@ def test_cli_trains_evaluates_predicts_and_exports_a_cnn(tmp_path, capsys):
     assert cli.main(["train", "--model", "cnn", "--layers", "784,10", "--out",
                      str(tmp_path / "x.safetensors")]) == 1
     assert "--layers sets up the MLP" in capsys.readouterr().err
+
+
+def test_cli_resumes_a_cnn_run_bit_for_bit(tmp_path, capsys):
+    data = _small_mnist(tmp_path / "mnist", n_train=64, n_test=20)
+    common = ["train", "--model", "cnn", "--batch-norm", "--data", data, "--batch-size", "32", "-q"]
+    assert cli.main([*common, "--epochs", "2", "--out", str(tmp_path / "whole.safetensors")]) == 0
+    assert cli.main([*common, "--epochs", "1", "--out", str(tmp_path / "half.safetensors"),
+                     "--checkpoint", str(tmp_path / "run.safetensors")]) == 0
+    assert cli.main([*common, "--epochs", "2", "--out", str(tmp_path / "resumed.safetensors"),
+                     "--resume", str(tmp_path / "run.safetensors")]) == 0
+    whole = cr.load(tmp_path / "whole.safetensors").state_dict()
+    resumed = cr.load(tmp_path / "resumed.safetensors").state_dict()
+    assert "1.running_var" in whole
+    for name, value in whole.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
