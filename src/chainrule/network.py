@@ -412,8 +412,6 @@ class Network:
                 raise ValueError(f"tensor {name!r} must not be negative")
             array[...] = value
 
-    load_state_dict = load_parameters
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """PyTorch's name for ``load_parameters``: ``net.load_state_dict(other.state_dict())``.
 
