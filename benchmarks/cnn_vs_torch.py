@@ -98,7 +98,7 @@ def chainrule_worker(args: argparse.Namespace) -> dict:
 
     recipe = CNNRecipe(epochs=args.epochs, seed=args.seed)
     net = cr.load(args.weights, architecture=build_cnn(recipe))
-    (x, y), (x_test, y_test) = load_mnist(flatten=False, channels=True)
+    (x, y), (x_test, y_test) = load_mnist(flatten=False)
     result = {"layers": chainrule_layer_times(net, x[:BATCH])}
     if args.layers_only:
         return result
@@ -131,8 +131,9 @@ def chainrule_layer_times(net, x: np.ndarray) -> dict:
         name = f"{i} {layer!r}"
         # the first layer's dL/dx is never needed in training: backward_params, as a step runs it
         backward = layer.backward_params if i == 0 else layer.backward
-        forward_ms = 1e3 * _timed(lambda: layer.forward(h_in, True))
-        both_ms = 1e3 * _timed(lambda: (layer.forward(h_in, True), backward(g)))
+        forward_ms = 1e3 * _timed(lambda layer=layer, h_in=h_in: layer.forward(h_in, True))
+        both_ms = 1e3 * _timed(lambda layer=layer, h_in=h_in, backward=backward, g=g:
+                               (layer.forward(h_in, True), backward(g)))
         times[name] = {"forward_ms": forward_ms, "backward_ms": both_ms - forward_ms}
     return times
 
@@ -157,7 +158,7 @@ def torch_worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(THREADS)
     torch.manual_seed(args.seed)
     model = torch_model(args.weights)
-    (x, y), (x_test, y_test) = load_mnist(flatten=False, channels=True)
+    (x, y), (x_test, y_test) = load_mnist(flatten=False)
     result = {"layers": torch_layer_times(model, x[:BATCH])}
     if args.layers_only:
         return result

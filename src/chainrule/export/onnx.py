@@ -229,7 +229,16 @@ def _sigmoid(g: _Graph, layer: Any, x: str, name: str) -> str:
 
 def _exporters() -> dict[type, Callable[[_Graph, Any, str, str], str]]:
     from ..activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-    from ..layers import AvgPool2D, BatchNorm1d, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+    from ..layers import (
+        AvgPool2D,
+        BatchNorm1d,
+        BatchNorm2d,
+        Conv2D,
+        Dense,
+        Dropout,
+        Flatten,
+        MaxPool2D,
+    )
 
     return {
         Dense: _dense,
