@@ -7,6 +7,10 @@ between paths is tested too. numba is part of CI (the ``fast`` extra).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -306,3 +310,30 @@ def test_parameters_stay_live_and_shaped_like_pytorch(path):
     # hidden relu(0) = 0 and W2 = 0: no gradient reaches W1, and W2's is g.T @ 0
     assert np.all(net.gradients()["0.weight"] == 0) and np.all(net.gradients()["2.weight"] == 0)
     assert np.all(params["2.bias"] != 0)  # the output bias did learn
+
+
+# -- the switch -----------------------------------------------------------------------------
+
+
+def test_use_switches_paths_and_names_bad_modes(path, monkeypatch):
+    path("numpy")
+    assert not kernels.enabled() and kernels.mode() == "numpy"
+    assert kernels.use("auto") == "numpy" and kernels.enabled()
+    with pytest.raises(ValueError, match="kernel mode must be one of auto, numba, numpy"):
+        kernels.use("fast")
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    with pytest.raises(ImportError, match=r"chainrule\[fast\]"):
+        kernels.use("numba")
+    kernels.use("auto")
+    assert not kernels.enabled()  # auto without numba: the NumPy path
+
+
+def test_environment_variable_chooses_the_path():
+    code = "from chainrule import kernels; print(kernels.mode(), kernels.enabled())"
+    for value, expected in (("numpy", "numpy False"),):  # (auto is this session's own default)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "CHAINRULE_KERNELS": value}, timeout=120)
+        assert out.stdout.split() == expected.split(), out.stderr
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "CHAINRULE_KERNELS": "gpu"}, timeout=120)
+    assert out.returncode != 0 and "CHAINRULE_KERNELS must be one of" in out.stderr
