@@ -704,7 +704,7 @@ def test_validation_holds_out_every_class_of_class_sorted_data(capsys, tmp_path)
     trained on (val_accuracy 0%); the seeded stratified split trains and validates on all."""
     from chainrule.datasets import write_idx
 
-    (x, y), (x_test, y_test) = load_mnist(normalize=False, flatten=False)
+    (x, y), (x_test, y_test) = load_mnist(normalize=False, flatten=False, channels=False)
     order = np.argsort(y[:600], kind="stable")
     data = tmp_path / "sorted"
     data.mkdir()

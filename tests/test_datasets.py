@@ -61,7 +61,7 @@ def bundled():
 
 @pytest.fixture(scope="module")
 def bundled_raw():
-    return load_mnist(flatten=False, normalize=False)
+    return load_mnist(flatten=False, normalize=False, channels=False)
 
 
 # --------------------------------------------------------------------------- IDX round trips
@@ -375,8 +375,10 @@ def test_flatten_and_normalize_variants(bundled, bundled_raw):
     assert x_raw.max() == 255 and t_raw.shape == (10000, 28, 28)
     assert y_raw.dtype == np.int64
 
-    (x_grid, _), _ = load_mnist(flatten=False)
-    assert x_grid.shape == (10000, 28, 28) and x_grid.dtype == np.float32
+    (x_grid, _), _ = load_mnist(flatten=False)  # pictures in PyTorch's (N, C, H, W)
+    assert x_grid.shape == (10000, 1, 28, 28) and x_grid.dtype == np.float32
+    (x_grid, _), _ = load_mnist(flatten=False, channels=False)
+    assert x_grid.shape == (10000, 28, 28)
 
     (x_flat_u8, _), _ = load_mnist(normalize=False)
     assert x_flat_u8.shape == (10000, 784) and x_flat_u8.dtype == np.uint8
@@ -410,7 +412,7 @@ def _copy_bundled(dest: Path, gz: bool) -> Path:
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
 def test_load_directory(tmp_path, bundled_raw, gz):
     directory = _copy_bundled(tmp_path / "mnist", gz)
-    loaded = load_mnist(directory, flatten=False, normalize=False)
+    loaded = load_mnist(directory, flatten=False, normalize=False, channels=False)
     for got, want in zip(loaded, bundled_raw):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])

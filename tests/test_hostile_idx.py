@@ -125,7 +125,9 @@ def test_channels_gives_nchw(tmp_path):
     assert x.dtype == np.float32
     (x, _), _ = load_mnist(directory, flatten=False, normalize=False, channels=True)
     assert x.shape == (8, 1, 28, 28) and x.dtype == np.uint8
-    (x, _), _ = load_mnist(directory, flatten=False)
+    (x, _), _ = load_mnist(directory, flatten=False)  # channels by default
+    assert x.shape == (8, 1, 28, 28)
+    (x, _), _ = load_mnist(directory, flatten=False, channels=False)
     assert x.shape == (8, 28, 28)
     x, _ = load_mnist_split("test", directory, flatten=False, channels=True)
     assert x.shape == (4, 1, 28, 28)

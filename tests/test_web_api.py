@@ -28,7 +28,7 @@ from chainrule.web.models import probabilities  # noqa: E402
 
 @pytest.fixture(scope="module")
 def digits():
-    (x, y), (x_test, y_test) = cr.datasets.load_mnist(flatten=False, normalize=False)
+    (x, y), (x_test, y_test) = cr.datasets.load_mnist(flatten=False, normalize=False, channels=False)
     return x_test[:40], y_test[:40]
 
 
@@ -246,7 +246,7 @@ def test_labelled_drawings_are_an_idx_dataset(client, digits):
     assert client.get("/api/digits").json() == summary
     # load_mnist (and so `chainrule train --data`) reads the folder.
     (x_train, y_train), (x_test, y_test) = cr.datasets.load_mnist(
-        client.service.digits.folder, flatten=False, normalize=False)
+        client.service.digits.folder, flatten=False, normalize=False, channels=False)
     assert len(y_train) == summary["train"] and len(y_test) == summary["test"]
     expected = {(np.round(to_mnist(im) * 255).astype(np.uint8).tobytes(), int(lb))
                 for im, lb in zip(images[:12], labels[:12])}

@@ -8,7 +8,7 @@ validation split), on images shaped ``(n, 1, 28, 28)``.
 
 >>> from chainrule.datasets import load_mnist
 >>> from chainrule.recipes_cnn import CNNRecipe, train_cnn
->>> (x, y), (x_test, y_test) = load_mnist(flatten=False, channels=True)  # doctest: +SKIP
+>>> (x, y), (x_test, y_test) = load_mnist(flatten=False)  # doctest: +SKIP
 >>> network, history = train_cnn(CNNRecipe(), x, y)                      # doctest: +SKIP
 >>> network.evaluate(x_test, y_test, batch_size=500)["accuracy"]         # doctest: +SKIP
 0.9903

@@ -277,7 +277,7 @@ def load_mnist(
     *,
     flatten: bool = True,
     normalize: bool = True,
-    channels: bool = False,
+    channels: bool = True,
     download: bool = False,
     cache_dir: PathLike | None = None,
     url: str = MNIST_URL,
@@ -296,12 +296,14 @@ def load_mnist(
         or without ``.gz``. ``None`` (default) loads the bundled copy:
         10,000 training and 10,000 test digits.
     flatten : bool
-        Return images as rows of 784 pixels instead of 28x28 grids.
+        ``True`` (default): images as rows of 784 pixels, shaped (n, 784), what
+        an MLP takes. ``False``: images as pictures shaped (n, 1, 28, 28), the
+        (N, C, H, W) layout of convolution layers (PyTorch's).
     normalize : bool
         Return float32 pixels in [0, 1] instead of uint8 0..255.
     channels : bool
-        With ``flatten=False``, add the channel axis: images shaped
-        (n, 1, 28, 28), the (N, C, H, W) layout convolution layers take.
+        With ``flatten=False``, ``channels=False`` leaves out the channel
+        axis: (n, 28, 28), the layout of the IDX file itself.
     download : bool
         Fetch the full set (60,000 training digits) into ``cache_dir`` first,
         unless it is already there, and load it. Cannot be combined with
@@ -372,7 +374,7 @@ def load_mnist(
 
 def load_mnist_split(
     split: str, path: PathLike | None = None, *, flatten: bool = True, normalize: bool = True,
-    channels: bool = False, max_bytes: int | None = DEFAULT_MAX_BYTES,
+    channels: bool = True, max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> Split:
     """One half of MNIST, ``"train"`` or ``"test"``, reading only that half's two files.
 

@@ -75,7 +75,7 @@ def run(plot_dir: str | os.PathLike | None = None, file: TextIO | None = None,
     """
     out = Printer(file)
     out.heading(f"Lesson 4: {TITLE}")
-    (x, y), (x_test, y_test) = load_mnist(flatten=False, channels=True)
+    (x, y), (x_test, y_test) = load_mnist(flatten=False)
     x, y = x[:n_train], y[:n_train]
     x_test, y_test = x_test[:n_test], y_test[:n_test]
     mlp, cnn = build_mlp(), build_small_cnn()
