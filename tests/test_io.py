@@ -120,6 +120,35 @@ def test_not_a_model_file(tmp_path):
         cr.load(tmp_path / "absent.safetensors")
 
 
+@pytest.mark.parametrize("start", [
+    b"\x08\x08\x12\x09chainrule\x1a\x050.1.0",   # what chainrule export writes (ir_version 8)
+    b"\x08\x07\x12\x07pytorch\x1a\x032.1",        # torch.onnx.export (ir_version 7)
+    b"\x08\x0a\x3a\x90\x01\x0a\x05",             # ir_version 10, then the graph
+])
+def test_an_onnx_file_given_as_a_model_is_named(tmp_path, start):
+    # The first 8 bytes of an ONNX file read as a safetensors header length of
+    # about 10**18; the error says what the file is, not "header too large".
+    path = tmp_path / "mnist.onnx"
+    path.write_bytes(start + bytes(200))
+    with pytest.raises(cr.ModelFileError, match=r"mnist\.onnx looks like an ONNX model \(chainrule "
+                       r"reads the \.safetensors file it was exported from\), not a safetensors"):
+        cr.load(path)
+
+
+def test_a_safetensors_file_opening_like_onnx_still_loads(tmp_path, net):
+    # A header of 0x120808 bytes makes a file start 08 08 12, as ONNX files do:
+    # the guess is used only when the length does not fit the file.
+    path = tmp_path / "m.safetensors"
+    net.save(path)
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    padded = data[8:8 + n] + b" " * (0x120808 - n)
+    path.write_bytes((0x120808).to_bytes(8, "little") + padded + data[8 + n:])
+    assert path.read_bytes()[:3] == b"\x08\x08\x12"
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(cr.load(path).predict(x), net.predict(x))
+
+
 def test_saved_file_gets_umask_permissions_not_private_ones(tmp_path, net):
     old = os.umask(0o022)
     try:

@@ -610,8 +610,13 @@ _MAGIC = (
     (b"RIFF", "a RIFF file (WebP picture?)"), (b"%!PS", "a PostScript file"),
     (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (torch.save writes these)"),
     (b"\x1f\x8b", "a gzip file"), (b"\x93NUMPY", "a NumPy .npy file"),
-    (b"\x08\x01\x12", "an ONNX model?"),
 )
+
+# An ONNX ModelProto (protobuf) opens with field 1, ir_version (tag 0x08, a small
+# varint: 3 to 10 in files written since 2017), followed by the tag of another
+# top-level field: producer_name 0x12, producer_version 0x1a, domain 0x22,
+# model_version 0x28, doc_string 0x32, graph 0x3a or opset_import 0x42 (onnx.proto).
+_ONNX_NEXT_TAGS = b"\x12\x1a\x22\x28\x32\x3a\x42"
 
 
 def _describe_content(first: bytes) -> str | None:
@@ -622,6 +627,8 @@ def _describe_content(first: bytes) -> str | None:
         return "a Python pickle (never loaded: it could run code)"
     if first[:2] == b"\x00\x00" and first[2:3] in (b"\x08", b"\x09", b"\x0b", b"\x0c", b"\x0d", b"\x0e"):
         return "an IDX data file"
+    if len(first) >= 3 and first[0] == 0x08 and 1 <= first[1] < 0x80 and first[2] in _ONNX_NEXT_TAGS:
+        return "an ONNX model (chainrule reads the .safetensors file it was exported from)"
     return None
 
 
