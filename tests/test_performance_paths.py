@@ -316,3 +316,13 @@ def test_cli_train_threads_option(monkeypatch, tmp_path, capsys):
     code = main(["train", "--threads", "1", "--epochs", "1", "--limit", "300", "--validation", "0",
                  "--layers", "784,8,10", "--shift", "0", "--out", str(out), "--quiet"])
     assert code == 0 and seen == [1] and out.exists()
+
+
+def test_step_work_counts_dense_weights_and_measures_convolutions():
+    from chainrule.layers import Conv2D, Flatten
+
+    dense = _net(sizes=(20, 16, 8, 3))
+    assert threads_module.step_work(dense, 32) == 3 * (20 * 16 + 16 * 8 + 8 * 3) * 32
+    cnn = cr.Network([Conv2D(1, 2, 3, seed=0), cr.ReLU(), Flatten(), cr.Dense(2 * 4 * 4, 3, seed=0)],
+                     loss="cross_entropy")
+    assert threads_module.step_work(cnn, 1) == float("inf")  # unknown: measured, not assumed small

@@ -10,8 +10,9 @@ default chainrule measures.
 
 ``threads="auto"`` (the default of ``fit`` and ``predict``):
 
-- Small work stays on one thread: below ``MIN_WORK`` multiply-adds per step
-  (``batch_size`` times the weights) a product is too short to share.
+- Small work is left to the BLAS, which keeps short products on one thread:
+  below ``MIN_WORK`` multiply-adds per step (about 3 x ``batch_size`` x the
+  Dense weights; a convolutional network counts as large and is measured).
 - Otherwise a few steps run on 1 thread and a few on ``N`` (the BLAS's own
   default, usually the number of cores; ``OPENBLAS_NUM_THREADS`` lowers it),
   alternating which goes first; the first step after each switch is not
@@ -199,9 +200,20 @@ class ThreadPolicy:
 
 
 def step_work(network: Any, batch_size: int) -> float:
-    """Multiply-adds of one training step: about 3 per weight per sample (forward, two backward)."""
-    weights = sum(p.size for layer in network.layers for name, p in layer.params.items()
-                  if name == "weight")
+    """Multiply-adds of one training step: about 3 per weight per sample (forward, two backward).
+
+    Exact for ``Dense`` layers; a layer that reuses its weights across the
+    input (``Conv2D``: once per output position) makes the count unknown,
+    and so infinite: such a step is measured rather than assumed small.
+    """
+    from .layers import Dense
+
+    weights = 0
+    for layer in network.layers:
+        if "weight" in layer.params:
+            if type(layer) is not Dense and layer.params["weight"].ndim > 2:
+                return float("inf")
+            weights += layer.params["weight"].size
     return 3.0 * weights * batch_size
 
 
