@@ -337,3 +337,10 @@ def test_environment_variable_chooses_the_path():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "CHAINRULE_KERNELS": "gpu"}, timeout=120)
     assert out.returncode != 0 and "CHAINRULE_KERNELS must be one of" in out.stderr
+
+
+def test_fused_step_gives_dense_shape_errors(path):
+    path("numba")
+    net = cr.Network.from_sizes([4, 3, 2], loss="cross_entropy", seed=0)
+    with pytest.raises(ValueError, match=r"layer 0 \(Dense.*expected input of shape \(batch, 4\)"):
+        net.train_step(np.ones((2, 5), np.float32), [0, 1])

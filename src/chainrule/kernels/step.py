@@ -132,7 +132,7 @@ def train_step(network: Any, x: Any, y: Any) -> float:
         inputs.append(a)
         if type(item) is _Block:
             dense = item.dense
-            if a.shape[1] != dense.in_features:
+            if a.ndim != 2 or a.shape[1] != dense.in_features:
                 dense.forward(a[0] if single else a, cache=False)  # raises its shape error
             # one sample: a matrix-vector product (gemv), cheaper than a (1, n) matrix product
             z = (a[0] @ item.weight.T)[None, :] if single else a @ item.weight.T
