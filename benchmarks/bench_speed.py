@@ -52,6 +52,8 @@ CASES = {
     "tiny_341": ((3, 4, 1), 1, "sgd", 2000, 1000),
 }
 RECIPE_SAMPLES = (2048, 1024)
+#: Default thread counts the workers reported (chainrule: the BLAS's; PyTorch: its own).
+THREADS: dict[str, object] = {}
 
 
 def flops_per_sample(sizes: tuple[int, ...]) -> float:
@@ -104,8 +106,10 @@ def worker_chainrule(case: str, samples: int, threads: str) -> dict:
     start = time.perf_counter()
     net.fit(x, y, epochs=1, batch_size=batch, shuffle=False, verbose=0, threads=threads_arg)
     seconds = time.perf_counter() - start
+    from chainrule.threads import blas_threads
+
     return {"seconds": seconds, "samples": len(x), "kernels": kernels.enabled(),
-            "finite": bool(np.isfinite(net.predict(x[:4])).all())}
+            "threads": blas_threads(), "finite": bool(np.isfinite(net.predict(x[:4])).all())}
 
 
 def worker_torch(case: str, samples: int, threads: str) -> dict:
@@ -232,6 +236,7 @@ def rounds(contenders: list[tuple], reps: int, case: str, samples: int | str,
             out = run_worker(contender, case, samples, threads, kmode)
             for c in cases:
                 results[c][label].append(out[c]["samples"] / out[c]["seconds"])
+                THREADS[contender] = out[c].get("threads", "?")
         for c in cases:
             print(f"  {c} rep {r + 1}/{reps}: " + ", ".join(
                 f"{k} {v[-1]:,.0f}/s" for k, v in results[c].items()), flush=True)
@@ -353,7 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"Machine: {cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; "
                  f"NumPy {np.__version__}; load average (1 min) at the start {load_before}, "
                  f"at the end {loadavg()}. SGEMM ceiling (float32 2048x2048 through NumPy's BLAS): "
-                 f"{sgemm_all:.0f} GFLOP/s on all threads, {sgemm_one:.0f} on one.")
+                 f"{sgemm_all:.0f} GFLOP/s on all threads, {sgemm_one:.0f} on one. Default "
+                 f"threads: NumPy's BLAS {THREADS.get('chainrule', '?')} (what "
+                 f"`threads=\"auto\"` chooses among, with 1), PyTorch "
+                 f"{THREADS.get('torch', '?')}.")
     lines.append("")
     lines.append(f"First use of the kernels (numba's import plus compiling every kernel a float32 "
                  f"MLP step with SGD, one-sample steps and Adam need): {cold:.1f} s with an empty "
