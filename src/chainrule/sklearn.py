@@ -12,6 +12,10 @@ chainrule's loss and gradients to ``scipy.optimize.minimize``). scikit-learn's
 per-epoch rules (``tol``, ``n_iter_no_change``, ``early_stopping``, the
 ``invscaling``/``adaptive`` learning rates) run as a ``fit`` callback.
 
+BLAS threads are left as the caller set them (``fit(..., threads=None)``),
+as scikit-learn leaves them: limit them with ``threadpoolctl`` (joblib and
+Dask workers already run on one thread each).
+
 How scikit-learn's objective maps onto chainrule's
 -------------------------------------------------
 scikit-learn minimises, per batch ``B`` (``_multilayer_perceptron.py``, ``_backprop``)::
@@ -334,7 +338,7 @@ class _BaseMLP(BaseEstimator):
             fit(network, X, targets, epochs=1 if incremental else self.max_iter,
                 batch_size=batch_size, shuffle=self.shuffle,
                 seed=int(self._random_state.randint(np.iinfo(np.int32).max)),
-                verbose=0, callbacks=[epochs], **kwargs)
+                verbose=0, callbacks=[epochs], threads=None, **kwargs)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
         if self.early_stopping and epochs.best_parameters is not None:
@@ -435,7 +439,7 @@ class _BaseMLP(BaseEstimator):
         in the input's float dtype (scikit-learn's habit), computed in the network's."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        outputs = self.network_.predict(self._to_network_input(X))
+        outputs = self.network_.predict(self._to_network_input(X), threads=None)
         return outputs.astype(X.dtype, copy=False)
 
     # -- files ------------------------------------------------------------------------

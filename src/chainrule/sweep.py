@@ -72,12 +72,14 @@ class DigitsTask:
 
     def fit_score(self, params: Mapping[str, Any], x_train: np.ndarray, y_train: np.ndarray,
                   x_test: np.ndarray, y_test: np.ndarray, seed: int = 0) -> float:
-        network, _ = train_digits(self._recipe(params, seed), x_train, y_train)
+        # threads=None: the BLAS stays as the sweep set it (one thread), so every run of a
+        # fit rounds the same way, here or on any worker.
+        network, _ = train_digits(self._recipe(params, seed), x_train, y_train, threads=None)
         return float(network.evaluate(x_test, y_test, batch_size=4096)["accuracy"])
 
     def refit(self, params: Mapping[str, Any], x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
         """The recipe trained on all of ``(x, y)``: a ``Network``."""
-        network, _ = train_digits(self._recipe(params, seed), x, y)
+        network, _ = train_digits(self._recipe(params, seed), x, y, threads=None)
         return network
 
 
