@@ -589,6 +589,17 @@ def test_outputs_that_cannot_be_written_are_refused_before_training(capsys, tmp_
     assert_one_line_error(status, err)  # (the model is checked first: not a model)
 
 
+def test_a_final_lr_above_the_lr_is_refused_in_the_options_names(capsys, tmp_path):
+    for model, options in (("mlp", ["--final-lr", "0.01"]), ("cnn", ["--lr", "1e-3", "--final-lr", "2e-3"])):
+        status, out, err = run(capsys, "train", "--model", model, "--epochs", "1", *options,
+                               "--out", str(tmp_path / "m.safetensors"))
+        lr, final = ("0.002", "0.01") if model == "mlp" else ("0.001", "0.002")
+        assert_one_line_error(status, err, f"--final-lr {final} is above the starting learning "
+                              f"rate --lr {lr}; the cosine schedule goes down from --lr to --final-lr")
+        assert "epoch" not in out
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_a_picture_given_as_the_model_is_named(capsys, tmp_path, trained):
     pytest.importorskip("PIL")
     from PIL import Image

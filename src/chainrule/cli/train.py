@@ -81,7 +81,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float,
                    help=f"initial learning rate, annealed along a cosine (default {default.lr:g})")
     p.add_argument("--final-lr", type=non_negative_float, metavar="LR",
-                   help=f"learning rate at the last epoch (default {default.final_lr:g})")
+                   help=f"learning rate the cosine reaches at the end of the last epoch "
+                   f"(default {default.final_lr:g})")
     p.add_argument("--epochs", type=positive_int,
                    help=f"default {default.epochs} (with --resume: for the whole run)")
     p.add_argument("--batch-size", type=positive_int, help=f"default {default.batch_size}")
@@ -120,7 +121,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="PATH",
                    help="continue the training saved in the checkpoint at PATH: the network, "
                    "optimizer, batch size and random state come from the checkpoint (options "
-                   "that contradict them are refused); repeat the first run's --epochs and "
+                   "that contradict its network, optimizer or seed are refused; another "
+                   "--batch-size applies, with a warning); repeat the first run's --epochs and "
                    "learning-rate options. A finished checkpoint just saves its model")
     return p
 
@@ -141,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout, weight_decay=args.weight_decay, max_shift=args.shift,
         validation=args.validation, seed=args.seed,
     )
+    _check_final_lr(recipe)
     # Every file the run will write is checked now, not after the training.
     out = Path(args.out or DEFAULT_MODEL)
     check_writable_file(out, "--out")
@@ -261,6 +264,7 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
         max_shift=args.shift, validation=args.validation, seed=args.seed,
         batch_norm=args.batch_norm or None,
     )
+    _check_final_lr(recipe)
     out = Path(args.out or DEFAULT_CNN_MODEL)
     check_writable_file(out, "--out")
     if args.checkpoint_every and not args.checkpoint:
@@ -358,6 +362,15 @@ def _refuse_same_file(path: Path, option: str, other: str, other_option: str) ->
 
 
 # -- resuming ---------------------------------------------------------------------------
+
+
+def _check_final_lr(recipe: Any) -> None:
+    """The cosine only goes down: say so in the options' own names."""
+    if recipe.final_lr > recipe.lr:
+        raise ValueError(
+            f"--final-lr {recipe.final_lr:g} is above the starting learning rate --lr "
+            f"{recipe.lr:g}; the cosine schedule goes down from --lr to --final-lr"
+        )
 
 
 def _resume(args: argparse.Namespace, recipe: Any) -> tuple[Any, Any, Any]:
