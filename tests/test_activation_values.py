@@ -104,3 +104,12 @@ def test_get_activation_by_name_copy_and_errors():
         get_activation("swish")
     with pytest.raises(ValueError, match=r"^unknown activation 3; choose one of identity"):
         get_activation(3)
+
+
+def test_softmax_one_sample():
+    layer = cr.Softmax()
+    y = layer.forward(np.array([0.0, math.log(3.0)]), True)
+    np.testing.assert_allclose(y, [0.25, 0.75], rtol=1e-15)
+    # dL/dx = y * (g - sum(g * y)): g = (1, 0) gives 0.25 * 0.75 * (1, -1)
+    np.testing.assert_allclose(layer.backward(np.array([1.0, 0.0])), [0.1875, -0.1875],
+                               rtol=1e-14)

@@ -77,6 +77,12 @@ def test_registry_first_class_of_a_name_wins_and_private_bases_are_left_out():
     class _Helper(Layer):
         pass
 
+    class Tripler(Layer):
+        pass
+
+    assert _REGISTRY["Tripler"] is Tripler
+    del _REGISTRY["Tripler"]
+
     assert _REGISTRY["ReLU"] is original is cr.ReLU
     assert "_Helper" not in _REGISTRY
     assert type(layer_from_config({"type": "ReLU"})) is cr.ReLU

@@ -219,6 +219,9 @@ def test_binary_accuracy_thresholds_and_weights():
     assert loss.accuracy(np.array([1e-9]), np.array([0.5])) == 0.0
     assert loss.accuracy(np.array([1.0, -1.0]), np.array([1.0, 1.0]), sample_weight=2.0) == 0.5
     assert cr.SquaredError().accuracy(np.zeros((2, 1)), np.zeros((2, 1))) is None
+    # targets are compared in the predictions' dtype: 0.5 + 1e-10 is 0.5 in float32
+    assert loss.accuracy(np.float32([1.0]), np.array([0.5 + 1e-10])) == 0.0
+    assert loss.accuracy(np.array([1.0]), np.array([0.5 + 1e-10])) == 1.0
 
 
 # -- targets --------------------------------------------------------------------------------
@@ -245,6 +248,8 @@ def test_regression_targets_reshapes_and_messages():
     with pytest.raises(ValueError, match=r"^target shape \(2,\) does not match prediction shape "
                                          r"\(2, 3\)$"):
         loss.check_targets((2, 3), [0.5, 2.0])
+    with pytest.raises(ValueError, match=r"these look like class labels"):
+        loss.check_targets((2, 3), [0.0, 2.0])  # whole numbers in floats look like labels too
     with pytest.raises(ValueError, match=r"^targets contain NaN or infinite values \(first at flat "
                                          r"index 1\)$"):
         loss.check_targets((2, 1), [0.0, float("nan")])
@@ -330,7 +335,9 @@ def test_backward_before_forward_and_cache_false():
     with pytest.raises(RuntimeError):
         loss.backward()
     assert loss(np.zeros((1, 2)), [0]) == pytest.approx(math.log(2))
-    np.testing.assert_allclose(loss.backward(), [[-0.5, 0.5]])
+    assert loss(np.zeros((2, 2)), [0, 1], sample_weight=[0.0, 1.0]) == pytest.approx(
+        math.log(2) / 2)
+    np.testing.assert_allclose(loss.backward(), [[0.0, 0.0], [0.25, -0.25]])
 
 
 def test_get_loss_names_configs_and_errors():

@@ -80,6 +80,10 @@ def test_forward_backward_and_modes():
     assert net.train() is net and net.training is True
     assert not np.array_equal(net.forward(x), net.predict(x))  # dropout active
     np.testing.assert_array_equal(net.forward(x, training=False), net.predict(x))
+    np.testing.assert_array_equal(net(x, training=False), net.predict(x))
+    net.eval()
+    assert not np.array_equal(net(x, training=True), net.predict(x))
+    net.train()
     net.train(0)
     assert net.training is False
     # backward of a given gradient: through Dense 2 (no dropout in eval), then Dense 1
@@ -128,6 +132,9 @@ def test_predict_proba_links():
         linear_net().predict_proba(x)
     only_identity = cr.Network([cr.Identity()])
     assert only_identity._output_layer() is only_identity.layers[0]
+    passing = cr.Network([cr.Identity(), cr.Identity(), cr.Dropout(0.1)])
+    with pytest.raises(ValueError, match=r"it ends in Dropout\(p=0\.1\) and is trained"):
+        passing.predict_proba(np.ones((1, 2)))
 
 
 def test_evaluate_values():
