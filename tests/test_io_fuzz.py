@@ -286,7 +286,7 @@ def test_format_version_1_files_load_with_a_warning_and_never_skip_a_digest(work
     # The current version without its digest is refused.
     metadata["format_version"] = "2"
     result = load_hostile(workdir, rebuild(tensors, metadata, False))
-    assert "SHA-256 digest ('sha256') is missing" in str(result)
+    assert "hostile.safetensors is corrupt: its SHA-256 digest ('sha256') is missing" in str(result)
 
 
 generator_states = st.one_of(

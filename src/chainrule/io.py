@@ -809,7 +809,9 @@ def verify_digest(st: SafetensorsFile, required: bool = True) -> None:
     stored = st.metadata.get(DIGEST_KEY)
     if stored is None:
         if required:
-            raise st.error(f"is corrupt: its SHA-256 digest ({DIGEST_KEY!r}) is missing")
+            raise ModelFileError(
+                f"{st.path} is corrupt: its SHA-256 digest ({DIGEST_KEY!r}) is missing"
+            )
         warnings.warn(
             f"{st.path} is in a format version without a SHA-256 digest, so corruption "
             "or tampering cannot be detected; save it again to add one",
