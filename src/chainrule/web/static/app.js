@@ -20,6 +20,11 @@ async function api(path, body) {
   return data;
 }
 
+// Text for innerHTML: names come from model files, which the page does not trust.
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
 function percent(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%"; }
 
 // A grey (or signed) picture into a canvas: values in [lo, hi] to black..white.
@@ -243,7 +248,7 @@ $("finetune").addEventListener("click", async () => {
       row(`your ${r.digits.mine} digits (trained on)`, "mine") +
       row(`your ${r.digits.mine_held_out} held-out digits`, "mine_held_out") +
       row(`MNIST test (${r.digits.mnist_test})`, "mnist_test") + `</table>` +
-      `<p class="muted">saved as <b id="finetuned-name">${r.model}</b> (${r.saved}); ${r.from} is unchanged</p>`;
+      `<p class="muted">saved as <b id="finetuned-name">${escapeHtml(r.model)}</b> (${escapeHtml(r.saved)}); ${escapeHtml(r.from)} is unchanged</p>`;
   } catch (error) {
     $("finetune-result").textContent = error.message;
   } finally { button.disabled = false; }
@@ -300,7 +305,7 @@ function showHealth(event) {
   const body = $("health").querySelector("tbody");
   body.innerHTML = "";
   for (const [layer, r] of [...rows.entries()].sort((x, y) => x[0] - y[0])) {
-    body.insertAdjacentHTML("beforeend", `<tr><td>${layer} ${r.name}</td><td>${r.g ? fmt(r.g.norm) : ""}</td>` +
+    body.insertAdjacentHTML("beforeend", `<tr><td>${layer} ${escapeHtml(r.name)}</td><td>${r.g ? fmt(r.g.norm) : ""}</td>` +
       `<td>${r.g ? fmt(r.g.ratio) : ""}</td><td>${r.a && r.a.dead !== null ? percent(r.a.dead) : ""}</td>` +
       `<td>${r.a && r.a.saturated !== null ? percent(r.a.saturated) : ""}</td></tr>`);
   }
