@@ -326,3 +326,13 @@ def test_step_work_counts_dense_weights_and_measures_convolutions():
     cnn = cr.Network([Conv2D(1, 2, 3, seed=0), cr.ReLU(), Flatten(), cr.Dense(2 * 4 * 4, 3, seed=0)],
                      loss="cross_entropy")
     assert threads_module.step_work(cnn, 1) == float("inf")  # unknown: measured, not assumed small
+
+
+def test_a_later_fit_goes_on_from_the_last_decision(monkeypatch):
+    _FakeBlas(monkeypatch, default=2)
+    net = _net(sizes=(2000, 1000, 3))  # 3 * 2M weights * batch: measured
+    first = threads_module.thread_policy("auto", net, 32)
+    assert first.adaptive and threads_module.thread_policy("auto", net, 32) is first
+    assert threads_module.thread_policy("auto", net, 64) is not first  # another batch size
+    assert threads_module.thread_policy(1, net, 32).candidates == [1]
+    assert threads_module.thread_policy(None, net, 32) is None

@@ -19,7 +19,9 @@ default chainrule measures.
   counted (the threads are waking). The faster per sample wins.
 - The choice is measured again as training goes on, so a change in the
   machine's load is followed: at least every ``RECHECK_SECONDS``, and so that
-  the probe costs at most about 1/``RECHECK_FACTOR`` of the time.
+  the probe costs at most about 1/``RECHECK_FACTOR`` of the time; at once
+  when the chosen count's steps become 1.5 times slower. A later ``fit`` of
+  the same network and batch size goes on from the last decision.
 
 An integer fixes the count (``threads=1`` is the safe choice on a machine
 you share). The setting applies only inside ``fit``/``predict``: the BLAS's
@@ -225,6 +227,13 @@ def thread_policy(threads: int | str | None, network: Any, batch_size: int) -> T
     if threads == "auto" and not policy.adaptive:
         return None  # small steps: BLAS keeps small products on one thread by itself
     policy.batch = batch_size
+    # A later fit of the same network and batch size (fit called once per epoch, say)
+    # goes on from the last decision and its re-check timer instead of probing afresh.
+    previous = getattr(network, "_thread_policy", None)
+    if previous is not None and previous.candidates == policy.candidates \
+            and previous.batch == batch_size:
+        return previous
+    network._thread_policy = policy
     return policy
 
 
