@@ -100,6 +100,20 @@ def test_newer_format_version_says_so(tmp_path, net):
         cr.load(path)
 
 
+def test_a_bad_optimizer_or_loss_setting_is_named_as_such(tmp_path, net):
+    # Not "invalid architecture metadata": the layers are fine.
+    def negative_lr(t, m):
+        m["optimizer"] = json.dumps(dict(json.loads(m["optimizer"]), lr=-0.5))
+
+    with pytest.raises(cr.ModelFileError, match=r"model\.safetensors: invalid loss or optimizer "
+                       r"metadata: invalid learning rate lr -0\.5: must be >= 0\.0$"):
+        cr.load(_tamper(tmp_path, net, negative_lr))
+    with pytest.raises(cr.ModelFileError, match=r"model\.safetensors: invalid loss or optimizer "
+                       r"metadata: unknown loss type 'hinge'; a saved loss is one of SquaredError, "
+                       r"MeanSquaredError, CrossEntropy, BinaryCrossEntropy$"):
+        cr.load(_tamper(tmp_path, net, lambda t, m: m.update(loss='{"type": "hinge"}')))
+
+
 def test_architecture_claiming_more_than_the_file_holds(tmp_path, net):
     # A header claiming a 10**6 x 10**6 layer is refused before anything is allocated.
     def huge(t, m):

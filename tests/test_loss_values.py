@@ -357,5 +357,7 @@ def test_get_loss_names_configs_and_errors():
     with pytest.raises(ValueError, match=r"^unknown loss 'hinge'; choose one of squared_error, mse, "
                                          r"mean_squared_error, cross_entropy, binary_cross_entropy$"):
         get_loss("hinge")
-    with pytest.raises(ValueError, match=r"^unknown loss \{'type': 'Hinge'\}"):
-        get_loss({"type": "Hinge"})
+    with pytest.raises(ValueError, match=r"^unknown loss type 'Hinge'; a saved loss is one of "
+                                         r"SquaredError, MeanSquaredError, CrossEntropy, "
+                                         r"BinaryCrossEntropy$"):
+        get_loss({"type": "Hinge"})  # a config names the class, so the choices are classes

@@ -1056,7 +1056,7 @@ def model_config(metadata: dict[str, str], tensors: dict[str, TensorInfo], path:
         get_loss(dict(loss))
         get_optimizer(dict(optimizer))
     except (TypeError, ValueError, KeyError) as error:
-        raise ModelFileError(f"{path}: invalid architecture metadata: {cut(str(error))}") from None
+        raise ModelFileError(f"{path}: invalid loss or optimizer metadata: {cut(str(error))}") from None
     return {"layers": configs, "loss": loss, "optimizer": optimizer, "dtype": dtype}, custom
 
 

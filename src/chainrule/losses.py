@@ -545,8 +545,11 @@ def get_loss(loss: str | Loss | dict) -> Loss:
         return loss
     if isinstance(loss, dict):
         cls = _BY_CLASS_NAME.get(loss.get("type"))
-    else:
-        cls = _BY_NAME.get(str(loss).lower())
+        if cls is None:  # a saved config names the class, not the short name
+            raise ValueError(f"unknown loss type {str(loss.get('type'))[:80]!r}; a saved loss "
+                             f"is one of {', '.join(_BY_CLASS_NAME)}")
+        return cls()
+    cls = _BY_NAME.get(str(loss).lower())
     if cls is None:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(_BY_NAME)}")
     return cls()
