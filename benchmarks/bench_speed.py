@@ -372,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
                  "contender in a fresh process, order rotating; ratios are per repetition "
                  "(chainrule / PyTorch), median (min-max). chainrule uses its defaults "
                  "(`threads=\"auto\"`; `[fast]` = numba kernels on, `numpy` = "
-                 "`CHAINRULE_KERNELS=numpy`); PyTorch its default threads.")
+                 "`CHAINRULE_KERNELS=numpy`); PyTorch its default threads. Each process first "
+                 "trains 8 untimed steps (the warm-up, which for `\"auto\"` is also its first "
+                 "measurement of 1 against all threads), then the timed steps, during which "
+                 "`\"auto\"` re-checks as it would in a long run.")
     lines.append("")
     if idle:
         lines.append("## Training speed, no added load")
