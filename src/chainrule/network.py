@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
 from .activations import get_activation
 from .errors import NonFiniteLossError
 from .initializers import Initializer, default_initializer
 from .layers import AvgPool2D, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
 from .losses import Loss, get_loss
 from .optimizers import SGD, Optimizer, get_optimizer
-from . import kernels
 from .parallel import threaded_matmul
 from .resources import check_mlp_memory
 from .threads import PREDICT_ROWS, predict_policy
