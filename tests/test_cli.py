@@ -661,6 +661,20 @@ def test_weights_that_overflow_are_an_error_naming_the_cause(capsys, tmp_path):
     assert out == ""
     status, _, err = run(capsys, "evaluate", str(tmp_path / "huge.safetensors"))
     assert_one_line_error(status, err, "gives outputs that are not finite")
+    # With a hidden layer and biases, even the blank probe input overflows: still one line,
+    # no "overflow encountered in matmul" warning before it.
+    deep = cr.Network.from_sizes([784, 4, 10], loss="cross_entropy", seed=0)
+    cnn = cr.Network([cr.Conv2D(1, 2, 5, stride=4, seed=0), cr.ReLU(), cr.Flatten(),
+                      cr.Dense(2 * 6 * 6, 10, seed=0)], loss="cross_entropy")
+    for name, net in (("deep", deep), ("cnn", cnn)):
+        for tensor in net.parameters().values():
+            tensor[...] = 3e38
+        net.save(tmp_path / f"{name}.safetensors")
+        for command in (["predict", str(tmp_path / f"{name}.safetensors"), str(picture)],
+                        ["evaluate", str(tmp_path / f"{name}.safetensors")]):
+            status, out, err = run(capsys, *command)
+            assert_one_line_error(status, err, f"{name}.safetensors gives outputs that are not "
+                                  "finite", "its weights reach 3e+38")
     broken = cr.Network.from_sizes([784, 10], loss="cross_entropy", seed=0)
     broken.layers[0].bias[3] = np.nan
     broken.save(tmp_path / "nan.safetensors")

@@ -307,7 +307,8 @@ def check_input_width(network: Any, model_path: str, width: int, what: str) -> N
     if getattr(network, "takes_images", False):
         side = int(round(width ** 0.5))
         try:  # the layers check the shapes they are given, and say which one failed
-            network.predict(np.zeros((1, 1, side, side), dtype=network.dtype))
+            with np.errstate(over="ignore", invalid="ignore"):  # outputs are checked later
+                network.predict(np.zeros((1, 1, side, side), dtype=network.dtype))
         except ValueError as error:
             raise ValueError(
                 f"{model_path} cannot read one-channel {side}x{side} images ({what} {width} "

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     # Percentages only where the outputs are probabilities (predict_proba knows the link);
     # a squared-error network with linear outputs shows its outputs as they are.
     try:
-        network.predict_proba(as_model_inputs(network, np.zeros((1, 784), network.dtype)))
+        with np.errstate(over="ignore", invalid="ignore"):  # a broken model is named below
+            network.predict_proba(as_model_inputs(network, np.zeros((1, 784), network.dtype)))
         as_percent = True
     except ValueError:
         as_percent = False
