@@ -19,6 +19,34 @@ def test_dense_hand_computed_values():
     np.testing.assert_allclose(grad_x, [[1.0, 2.0, 3.0], [-2.0, 1.0, 0.0]])
 
 
+def test_a_dense_layer_that_cannot_fit_is_refused_before_its_weight_is_drawn(monkeypatch):
+    import tracemalloc
+
+    from chainrule import resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda: (10**9, "a test's limit"))
+    tracemalloc.start()
+    try:
+        # 784 x 2,000,000 weights: 8 bytes each for the float64 draw + 4 for the float32 copy.
+        with pytest.raises(cr.InsufficientMemoryError, match=(
+                r"^Dense\(784, 2000000\) \(float32; the float64 draw of its weight and the cast "
+                r"copy\) needs about 18\.8 GB, but only 1\.0 GB is available \(a test's limit\); "
+                r"use a narrower layer$")):
+            cr.Dense(784, 2_000_000, dtype="float32")
+        with pytest.raises(MemoryError, match=r"^Dense\(784, 200000\) \(float64; the float64 "
+                           r"draw of its weight\) needs about 1\.3 GB"):
+            cr.Network([cr.Dense(784, 200_000), cr.ReLU(), cr.Dense(200_000, 10)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+    # At the edge of a 10 MB limit: 784 x 1594 x 8 bytes fits, 784 x 1595 x 8 does not.
+    monkeypatch.setattr(resources, "available_memory", lambda: (10**7, "a test's limit"))
+    assert cr.Dense(784, 1594).weight.shape == (1594, 784)
+    with pytest.raises(cr.InsufficientMemoryError, match=r"needs about 10\.0 MB, but only 10\.0 MB"):
+        cr.Dense(784, 1595)
+
+
 def test_dense_single_sample_matches_batch_of_one():
     layer = cr.Dense(4, 3, seed=0)
     x = np.arange(4.0)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..initializers import Initializer, get_initializer, zeros
 from ..parallel import threaded_matmul
+from ..resources import check_memory
 from .base import Layer
 
 __all__ = ["Dense"]
@@ -63,6 +64,13 @@ class Dense(Layer):
             rng = np.random.default_rng(seed)
         dtype = np.dtype(dtype if dtype is not None else np.float64)
         shape = (self.out_features, self.in_features)
+        # The weight is drawn in float64, then cast: refuse at once a layer that
+        # cannot fit, rather than be killed by the kernel without a word.
+        cast = dtype != np.float64
+        check_memory(self.out_features * self.in_features * (8 + (dtype.itemsize if cast else 0)),
+                     f"Dense({self.in_features}, {self.out_features}) ({dtype.name}; the float64 "
+                     f"draw of its weight{' and the cast copy' if cast else ''})",
+                     hint="use a narrower layer")
         weight = np.asarray(get_initializer(init)(shape, rng), dtype=dtype)
         if weight.shape != shape:
             raise ValueError(f"initializer returned shape {weight.shape}, expected {shape}")
