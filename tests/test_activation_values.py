@@ -113,3 +113,11 @@ def test_softmax_one_sample():
     # dL/dx = y * (g - sum(g * y)): g = (1, 0) gives 0.25 * 0.75 * (1, -1)
     np.testing.assert_allclose(layer.backward(np.array([1.0, 0.0])), [0.1875, -0.1875],
                                rtol=1e-14)
+
+
+def test_sigmoid_scale_two():
+    layer = cr.Sigmoid(scale=2.0)
+    y, dx = forward_backward(layer, [0.5], [1.0])
+    s = 1 / (1 + math.exp(-1.0))
+    np.testing.assert_allclose(y, [s], rtol=1e-15)
+    np.testing.assert_allclose(dx, [2.0 * s * (1 - s)], rtol=1e-15)

@@ -149,6 +149,15 @@ def test_binary_class_weight():
         loss.forward(np.zeros((1, 2)), np.zeros((1, 2)), class_weight=[1, 1])
 
 
+def test_class_weights_may_be_any_real_numbers():
+    from fractions import Fraction
+
+    z = np.array([[1.0, 0.0], [0.0, 2.0]])
+    per = [lse(z[0]) - 1.0, lse(z[1]) - 2.0]
+    value = cr.CrossEntropy().forward(z, [0, 1], class_weight=[Fraction(1, 2), Fraction(3, 2)])
+    assert value == pytest.approx((0.5 * per[0] + 1.5 * per[1]) / 2, rel=1e-14)
+
+
 def test_balanced_class_weight_matches_scikit_learn_formula():
     np.testing.assert_allclose(balanced_class_weight([2, 0, 6]), [2.0, 1.0, 8 / 12])
     np.testing.assert_allclose(balanced_class_weight([1.5, 1.5]), [1.0, 1.0])
@@ -303,6 +312,8 @@ def test_cross_entropy_targets_and_messages():
         loss.check_targets((2, 2), [[0.0, 1.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match=r"row 0 is \[-0\.5, 1\.5\] \(sum 1\)"):
         loss.check_targets((2, 2), [[-0.5, 1.5], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"row 1 is \[1\.5, -0\.5\] \(sum 1\)"):
+        loss.check_targets((2, 2), [[0.0, 1.0], [1.5, -0.5]])
     # rounding within the tolerance passes, beyond it does not
     loss.check_targets((1, 2), [[0.5, 0.5 + 5e-5]])
     with pytest.raises(ValueError, match=r"row 0"):
@@ -313,6 +324,9 @@ def test_cross_entropy_targets_and_messages():
 
 def test_binary_targets_and_messages():
     loss = cr.BinaryCrossEntropy()
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(first at flat index 1\)"):
+        loss.check_targets((1, 2), [[0.0, float("nan")]])
+    assert np.isnan(loss.check_targets((1, 2), [[0.0, float("nan")]], finite=False)[0, 1])
     assert loss.check_targets((2, 1), [True, False]).tolist() == [[1.0], [0.0]]
     assert loss.check_targets((1, 2), [[0.0, 1.0]]).tolist() == [[0.0, 1.0]]
     for bad, shown in ([[0.5, 1.5]], "1.5"), ([[-0.5, 0.5]], "-0.5"):

@@ -330,3 +330,21 @@ def test_an_optimizer_trains_one_network():
     second = linear_net(optimizer=opt)  # its network is gone: the state is reset
     assert opt.steps == 0 and opt.state == [] and second.optimizer is opt
     assert linear_net(optimizer="adam").optimizer.lr == 1e-3
+
+
+def test_loading_an_integer_buffer():
+    net = cr.Network([cr.Dense(2, 2), cr.BatchNorm1d(2)], dtype="float64")
+    state = {k: np.array(v) for k, v in net.state_dict().items()}
+    assert state["1.num_batches_tracked"].dtype == np.int64
+    net.load_parameters({**state, "1.num_batches_tracked": np.array(0)})
+    assert net.layers[1].num_batches_tracked == 0
+    net.load_parameters({**state, "1.num_batches_tracked": np.array(7)})
+    assert net.layers[1].num_batches_tracked == 7
+    with pytest.raises(ValueError, match=r"^tensor '1\.num_batches_tracked' has dtype float64, "
+                                         r"expected an integer$"):
+        net.load_parameters({**state, "1.num_batches_tracked": np.array(3.0)})
+    with pytest.raises(ValueError, match=r"^tensor '1\.num_batches_tracked' must not be "
+                                         r"negative$"):
+        net.load_parameters({**state, "1.num_batches_tracked": np.array(-1)})
+    net.load_parameters({**state, "1.running_mean": np.array([-1.0, -2.0])})  # floats may be < 0
+    np.testing.assert_array_equal(net.layers[1].buffers()["running_mean"], [-1.0, -2.0])
