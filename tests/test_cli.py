@@ -399,7 +399,7 @@ def test_mistakes_in_train_options_are_caught_before_any_training(capsys, tmp_pa
     cases = [
         (["--out", str(tmp_path)], "is a directory"),
         (["--plots", str(tmp_path / "a_file")], "is a file; give a directory"),
-        (["--shift", "14"], "max_shift must be from 0 to 13"),
+        (["--shift", "14"], "--shift 14 is too large: shifts of 0 to 13 pixels fit the 28x28 digits"),
         (["--validation", "300"], "cannot hold out 300 digits"),
     ]
     for extra, says in cases:
@@ -598,6 +598,15 @@ def test_a_final_lr_above_the_lr_is_refused_in_the_options_names(capsys, tmp_pat
                               f"rate --lr {lr}; the cosine schedule goes down from --lr to --final-lr")
         assert "epoch" not in out
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_shift_too_large_is_named_by_its_option_for_both_models(capsys, tmp_path):
+    for model in ("mlp", "cnn"):
+        status, out, err = run(capsys, "train", "--model", model, "--shift", "14", "--epochs", "1",
+                               "--out", str(tmp_path / "m.safetensors"))
+        assert_one_line_error(status, err, "--shift 14 is too large: shifts of 0 to 13 pixels "
+                              "fit the 28x28 digits")
+        assert "epoch" not in out
 
 
 def test_a_picture_given_as_the_model_is_named(capsys, tmp_path, trained):

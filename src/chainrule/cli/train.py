@@ -128,7 +128,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..augmentation import random_shift
     from ..recipes import DigitRecipe, build_network, build_optimizer
     from ..resources import check_mlp_memory
 
@@ -156,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
         _refuse_same_file(out, "--out", args.resume, "--resume")
     if args.plots:
         check_plot_dir(args.plots, "--plots")
-    if recipe.max_shift:
-        random_shift(recipe.max_shift)  # checks the shift fits the 28x28 images
+    _check_shift(recipe.max_shift)
 
     saved = None
     if args.resume:
@@ -252,7 +250,6 @@ def _train(args: argparse.Namespace, recipe: Any, network: Any, x: Any, y: Any, 
 
 def _run_cnn(args: argparse.Namespace, started: float) -> int:
     """``train --model cnn``: the recipe of ``chainrule.recipes_cnn`` on (n, 1, 28, 28) images."""
-    from ..augmentation import random_shift
     from ..recipes_cnn import CNNRecipe, build_cnn
 
     for option, value in (("--layers", args.layers), ("--activation", args.activation)):
@@ -274,8 +271,7 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
         _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
     if args.plots:
         check_plot_dir(args.plots, "--plots")
-    if recipe.max_shift:
-        random_shift(recipe.max_shift)  # checks the shift fits the 28x28 images
+    _check_shift(recipe.max_shift)
     saved = None
     if args.resume:
         # The network, optimizer and random state come from the checkpoint; repeat the
@@ -362,6 +358,17 @@ def _refuse_same_file(path: Path, option: str, other: str, other_option: str) ->
 
 
 # -- resuming ---------------------------------------------------------------------------
+
+
+def _check_shift(max_shift: int) -> None:
+    """A shift must leave part of the 28x28 digit in the picture: say so in the option's name."""
+    from ..augmentation import random_shift
+
+    try:
+        random_shift(max_shift)
+    except ValueError:
+        raise ValueError(f"--shift {max_shift} is too large: shifts of 0 to 13 pixels fit the "
+                         "28x28 digits") from None
 
 
 def _check_final_lr(recipe: Any) -> None:
