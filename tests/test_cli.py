@@ -398,7 +398,7 @@ def test_mistakes_in_train_options_are_caught_before_any_training(capsys, tmp_pa
     quick = ["--epochs", "1", "--limit", "300", "--validation", "100", "--layers", "784,8,10"]
     cases = [
         (["--out", str(tmp_path)], "is a directory"),
-        (["--plots", str(tmp_path / "a_file")], "is a file; give a directory"),
+        (["--plots", str(tmp_path / "a_file")], f"--plots {tmp_path / 'a_file'} is a file; give a directory"),
         (["--shift", "14"], "--shift 14 is too large: shifts of 0 to 13 pixels fit the 28x28 digits"),
         (["--validation", "300"], "cannot hold out 300 digits"),
     ]
@@ -607,6 +607,16 @@ def test_a_shift_too_large_is_named_by_its_option_for_both_models(capsys, tmp_pa
         assert_one_line_error(status, err, "--shift 14 is too large: shifts of 0 to 13 pixels "
                               "fit the 28x28 digits")
         assert "epoch" not in out
+
+
+def test_save_inputs_naming_a_file_is_refused_before_reading_pictures(capsys, tmp_path, trained):
+    model, _ = trained
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    status, out, err = run(capsys, "predict", str(model), str(tmp_path / "absent.png"),
+                           "--save-inputs", str(a_file))
+    assert_one_line_error(status, err, f"--save-inputs {a_file} is a file; give a directory")
+    assert err.strip().endswith("give a directory") and out == ""
 
 
 def test_a_picture_given_as_the_model_is_named(capsys, tmp_path, trained):

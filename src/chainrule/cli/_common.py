@@ -464,7 +464,7 @@ def check_writable_dir(path: str | os.PathLike, option: str) -> None:
     """Fail before any work if ``path`` cannot be (made into) a directory of files."""
     target = Path(path)
     if target.exists() and not target.is_dir():
-        raise ValueError(f"{option} {target} is a file; give a directory for the figures")
+        raise ValueError(f"{option} {target} is a file; give a directory")
     existing = target
     while not existing.exists():
         existing = existing.parent
