@@ -158,6 +158,13 @@ def test_class_weights_may_be_any_real_numbers():
     assert value == pytest.approx((0.5 * per[0] + 1.5 * per[1]) / 2, rel=1e-14)
 
 
+def test_binary_balanced_counts_are_summed_in_float64():
+    y = np.array([[0.1], [0.2], [0.7]], dtype=np.float32)
+    positive = sum(float(v) for v in y[:, 0])  # the float32 values, added exactly enough
+    weights = cr.BinaryCrossEntropy().class_weights("balanced", y, 1)
+    np.testing.assert_allclose(weights, [3 / (2 * (3 - positive)), 3 / (2 * positive)], rtol=1e-15)
+
+
 def test_balanced_class_weight_matches_scikit_learn_formula():
     np.testing.assert_allclose(balanced_class_weight([2, 0, 6]), [2.0, 1.0, 8 / 12])
     np.testing.assert_allclose(balanced_class_weight([1.5, 1.5]), [1.0, 1.0])
@@ -316,6 +323,9 @@ def test_cross_entropy_targets_and_messages():
         loss.check_targets((2, 2), [[0.0, 1.0], [1.5, -0.5]])
     # rounding within the tolerance passes, beyond it does not
     loss.check_targets((1, 2), [[0.5, 0.5 + 5e-5]])
+    # the sum is taken in float64: float16 rounding would make 0.99976 look like 1
+    with pytest.raises(ValueError, match=r"row 0"):
+        loss.check_targets((1, 2), np.array([[0.5, 0.499755859375]], dtype=np.float16))
     with pytest.raises(ValueError, match=r"row 0"):
         loss.check_targets((1, 2), [[0.5, 0.5 + 5e-4]])
     with pytest.raises(ValueError, match=r"NaN or infinite"):
