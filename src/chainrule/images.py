@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import warnings
 from collections.abc import Sequence
@@ -197,10 +198,14 @@ def load_image(path: str | PathLike, *, thicken: bool = True,
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
                 image = Image.open(f, formats=ALLOWED_FORMATS)
-            except Image.DecompressionBombError:
+            except Image.DecompressionBombError as error:
+                # Pillow's own, higher, limit stopped it; its message holds the declared count.
+                found = re.search(r"\((\d+) pixels\)", str(error))
+                declared = (f"{int(found.group(1)):,}" if found
+                            else f"more than {2 * Image.MAX_IMAGE_PIXELS:,}")
                 raise ImageReadError(
-                    f"{path}: the picture declares more than {2 * Image.MAX_IMAGE_PIXELS:,} "
-                    f"pixels; chainrule reads pictures of at most {max_pixels:,} pixels") from None
+                    f"{path}: the picture declares {declared} pixels; chainrule reads pictures "
+                    f"of at most {max_pixels:,} pixels") from None
             except Image.UnidentifiedImageError:
                 raise ImageReadError(
                     f"{path} is not a readable image: not a picture in a format chainrule reads "
