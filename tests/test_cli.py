@@ -567,6 +567,31 @@ def test_evaluate_needs_only_the_test_files(capsys, tmp_path, trained):
     assert_one_line_error(status, err, "t10k-labels-idx1-ubyte")
 
 
+def test_idx_files_holding_no_digits_are_named_before_any_work(capsys, tmp_path, trained):
+    from chainrule.datasets import write_idx
+
+    model, _ = trained
+    (x, y), (x_test, y_test) = load_mnist(normalize=False, flatten=False, channels=False)
+    for name, n_train, n_test in (("no_train", 0, 5), ("no_test", 50, 0)):
+        data = tmp_path / name
+        data.mkdir()
+        write_idx(data / "train-images-idx3-ubyte", x[:n_train])
+        write_idx(data / "train-labels-idx1-ubyte", y[:n_train].astype(np.uint8))
+        write_idx(data / "t10k-images-idx3-ubyte", x_test[:n_test])
+        write_idx(data / "t10k-labels-idx1-ubyte", y_test[:n_test].astype(np.uint8))
+        empty = "train" if n_train == 0 else "t10k"
+        says = f"{data}: {empty}-images-idx3-ubyte holds no digits (0 images)"
+        status, out, err = run(capsys, "train", "--data", str(data), "--validation", "0" if
+                               n_train == 0 else "5", "--epochs", "1", "--layers", "784,8,10",
+                               "--out", str(tmp_path / "m.safetensors"))
+        assert_one_line_error(status, err, says)
+        assert "epoch" not in out
+    status, _, err = run(capsys, "evaluate", str(model), "--data", str(tmp_path / "no_test"))
+    assert_one_line_error(status, err, f"{tmp_path / 'no_test'}: t10k-images-idx3-ubyte holds no "
+                          "digits (0 images)")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_outputs_that_cannot_be_written_are_refused_before_training(capsys, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("")

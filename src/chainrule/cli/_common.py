@@ -167,7 +167,10 @@ def load_data(directory: str | None) -> tuple[tuple[np.ndarray, np.ndarray], ...
 
     if directory is not None and not Path(directory).exists():
         raise FileNotFoundError(2, "No such file or directory", directory)
-    return load_mnist(directory)
+    (x, y), (x_test, y_test) = load_mnist(directory)
+    _refuse_empty(directory, "train", y)
+    _refuse_empty(directory, "t10k", y_test)
+    return (x, y), (x_test, y_test)
 
 
 def load_test_data(directory: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +179,15 @@ def load_test_data(directory: str | None) -> tuple[np.ndarray, np.ndarray]:
 
     if directory is not None and not Path(directory).exists():
         raise FileNotFoundError(2, "No such file or directory", directory)
-    return load_mnist_split("test", directory)
+    x, y = load_mnist_split("test", directory)
+    _refuse_empty(directory, "t10k", y)
+    return x, y
+
+
+def _refuse_empty(directory: str | None, prefix: str, labels: np.ndarray) -> None:
+    """An IDX pair that holds no digits cannot be trained or scored on: say which."""
+    if len(labels) == 0:
+        raise ValueError(f"{directory}: {prefix}-images-idx3-ubyte holds no digits (0 images)")
 
 
 def describe_source(directory: str | None) -> str:
