@@ -112,6 +112,54 @@ def test_max_checks_samples_elements_by_seed():
     assert cr.check_gradients(tanh_net(), x, y, max_checks=12)["0.weight"].checked == 12
 
 
+def test_sampled_elements_follow_the_seed():
+    """With ``max_checks`` the elements come from ``default_rng(seed)``, one draw per larger tensor."""
+
+    class OneWrongEntry(cr.Dense):
+        """Dense whose weight gradient is off by 1 at one flat index."""
+
+        wrong = 0
+
+        def backward(self, grad_output):
+            out = super().backward(grad_output)
+            self.grads["weight"].reshape(-1)[self.wrong] += 1.0
+            return out
+
+    def drawn(seed, sizes, k):
+        rng = np.random.default_rng(seed)
+        return [set(np.sort(rng.choice(n, size=k, replace=False)).tolist()) if n > k else
+                set(range(n)) for n in sizes]
+
+    x, y = batch()
+    # tensors: 0.weight (12), 0.bias (4), 2.weight (8), 2.bias (2), input (12); max_checks=4
+    sampled = drawn(7, [12, 4, 8, 2, 12], 4)[2]
+    for wrong in range(8):
+        last = OneWrongEntry(4, 2, seed=1)
+        last.wrong = wrong
+        net = cr.Network([cr.Dense(3, 4, seed=0), cr.Tanh(), last], dtype="float64")
+        report = cr.check_gradients(net, x, y, max_checks=4, seed=7)
+        assert report["2.weight"].ok == (wrong not in sampled), wrong
+    # the default seed is 0, and the same seed gives the same report
+    first = cr.check_gradients(tanh_net(), x, y, max_checks=3)
+    again = cr.check_gradients(tanh_net(), x, y, max_checks=3, seed=0)
+    other = cr.check_gradients(tanh_net(), x, y, max_checks=3, seed=1)
+    assert [c.max_abs_error for c in first] == [c.max_abs_error for c in again]
+    assert [c.max_abs_error for c in first] != [c.max_abs_error for c in other]
+
+
+def test_max_checks_zero_checks_nothing():
+    x, y = batch()
+    report = cr.check_gradients(tanh_net(SlightlyWrongTanh()), x, y, max_checks=0)
+    assert report.ok and all(c.checked == 0 and c.max_abs_error == 0.0 for c in report)
+
+
+def test_float32_and_integer_inputs_are_perturbed_in_float64():
+    x, y = batch()
+    report = cr.check_gradients(tanh_net(), x.astype(np.float32), y)
+    assert report.ok and report["input"].max_rel_error < 1e-8
+    assert cr.check_gradients(tanh_net(), np.round(x * 3).astype(int), y)["input"].ok
+
+
 def test_network_is_left_untouched_and_dropout_masks_repeat():
     rng = np.random.default_rng(2)
     net = cr.Network([cr.Dense(3, 5, seed=1), cr.Tanh(), cr.Dropout(0.5, seed=4),
@@ -133,8 +181,12 @@ def test_weights_reach_the_loss():
     weighted = cr.check_gradients(net, x, [0, 1, 2, 0], sample_weight=[1.0, 0.0, 0.0, 0.0])
     classed = cr.check_gradients(net, x, [0, 1, 2, 0], class_weight={0: 0.0, 1: 0.0})
     assert plain.ok and weighted.ok and classed.ok
-    # the checked input gradient differs: sample 1 carries no weight
-    assert weighted["input"].max_abs_error < 1e-8
+    # weights of 0 make the loss 0 whatever the weights: both sides are exactly 0
+    zero = cr.check_gradients(net, x, [0, 1, 2, 0], sample_weight=[0.0] * 4)
+    assert all(c.max_abs_error == 0.0 for c in zero)
+    zero = cr.check_gradients(net, x, [0, 1, 2, 0], class_weight=[0.0, 0.0, 0.0])
+    assert all(c.max_abs_error == 0.0 for c in zero)
+    assert all(c.max_abs_error > 0.0 for c in plain)
     with pytest.raises(ValueError, match="sample_weight must hold one weight per sample"):
         cr.check_gradients(net, x, [0, 1, 2, 0], sample_weight=[1.0])
     with pytest.raises(ValueError, match="class label"):

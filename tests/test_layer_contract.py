@@ -134,6 +134,10 @@ def test_dense_forward_and_backward_by_hand():
 
 def test_dense_one_sample():
     layer = make_dense()
+    layer.forward(np.array([1.0, 0.0, 2.0]))
+    with pytest.raises(ValueError, match=r"^Dense\(3, 2\): grad_output must have shape \(2,\), "
+                                         r"got \(3,\)$"):
+        layer.backward(np.ones(3))
     np.testing.assert_array_equal(layer.forward(np.array([1.0, 0.0, 2.0])), [7.5, 0.5])
     np.testing.assert_array_equal(layer.backward(np.array([1.0, 2.0])), [1.0, 0.0, 4.0])
     np.testing.assert_array_equal(layer.grads["weight"], [[1.0, 0.0, 2.0], [2.0, 0.0, 4.0]])
@@ -234,6 +238,15 @@ def test_dropout_mask_scale_and_backward(dtype):
     # cache=False: the mask of the previous call stays
     layer.forward(x, True, cache=False)
     np.testing.assert_allclose(layer.backward(g), np.where(keep, 4.0, 0.0), rtol=1e-6)
+
+
+def test_dropout_keeps_a_draw_equal_to_p():
+    # an element is dropped when its uniform draw is below p: probability exactly p
+    draws = np.random.default_rng(3).random((2, 3), dtype=np.float32)
+    p = float(draws[1, 2])
+    y = cr.Dropout(p, seed=3).forward(np.ones((2, 3), np.float32), True)
+    np.testing.assert_array_equal(y != 0, draws >= np.float32(p))
+    assert y[1, 2] != 0
 
 
 def test_dropout_passes_through_in_inference_and_with_p_zero():

@@ -348,3 +348,27 @@ def test_loading_an_integer_buffer():
         net.load_parameters({**state, "1.num_batches_tracked": np.array(-1)})
     net.load_parameters({**state, "1.running_mean": np.array([-1.0, -2.0])})  # floats may be < 0
     np.testing.assert_array_equal(net.layers[1].buffers()["running_mean"], [-1.0, -2.0])
+
+
+def test_one_image_forward_and_backward():
+    net = cr.Network([cr.Conv2D(1, 2, 2, seed=0), cr.Flatten(), cr.Dense(8, 1, seed=1)],
+                     dtype="float64")
+    image = np.arange(9.0).reshape(1, 3, 3) / 9
+    out = net.forward(image)
+    assert out.shape == (1,)
+    grad = net.backward(np.array([2.0]))
+    assert grad.shape == (1, 3, 3)
+    batch_out = net.forward(image[None])
+    np.testing.assert_array_equal(out, batch_out[0])
+    np.testing.assert_array_equal(grad, net.backward(np.array([[2.0]]))[0])
+
+
+def test_backward_before_any_forward():
+    with pytest.raises(RuntimeError, match=r"backward called before forward"):
+        linear_net().backward(np.ones((1, 2)))
+
+
+def test_to_onnx_passes_its_options():
+    pytest.importorskip("onnx")
+    model = linear_net().to_onnx(opset=18)  # not the default, 17
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {18}
