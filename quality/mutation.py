@@ -89,7 +89,25 @@ def scratch_copy(modules: list[str], tests: list[str], hide_torch: bool) -> Path
     return work
 
 
-def run_mutmut(work: Path, hide_torch: bool, max_children: int) -> tuple[str, float]:
+def refresh_tests(work: Path, tests: list[str]) -> None:
+    """Copy today's tests into a kept scratch directory and select them (for ``--resume``)."""
+    for target in (work / "tests", work / "mutants" / "tests"):
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(ROOT / "tests", target,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    present = [t for t in tests if (work / "tests" / t).exists()]
+    config = (work / "setup.cfg").read_text()
+    head = config.split("pytest_add_cli_args_test_selection =")[0]
+    text = head + "pytest_add_cli_args_test_selection =\n" + "".join(
+        f"    tests/{t}\n" for t in present)
+    for name in ("setup.cfg", "mutants/setup.cfg"):
+        if (work / name).parent.exists():
+            (work / name).write_text(text)
+
+
+def run_mutmut(work: Path, hide_torch: bool, max_children: int,
+               names: list[str] | None = None) -> tuple[str, float]:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                CHAINRULE_THREADS="1")
     if hide_torch:
@@ -98,7 +116,8 @@ def run_mutmut(work: Path, hide_torch: bool, max_children: int) -> tuple[str, fl
     started = time.perf_counter()
     with open(work / "mutmut.log", "wb") as log:
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children",
-                        str(max_children)], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+                        str(max_children), *(names or [])], cwd=work, env=env, stdout=log,
+                       stderr=subprocess.STDOUT)
     elapsed = time.perf_counter() - started
     text = (work / "mutmut.log").read_text(errors="replace")
     if "failed to collect stats" in text or "forced fail" in text.lower():
@@ -186,9 +205,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "quality" / "MUTATION.md")
     parser.add_argument("--keep", action="store_true",
                         help="keep each scratch directory (to run `mutmut show NAME` there)")
+    parser.add_argument("--resume", nargs="+", type=Path, metavar="DIR",
+                        help="scratch directories kept by --keep: copy today's tests into them "
+                             "and re-run only the mutants that survived there")
     args = parser.parse_args()
     modules = [m for m in args.modules
                if "*" in m or (ROOT / "src" / "chainrule" / m).exists()]
+    if args.resume:
+        config = (args.resume[0] / "setup.cfg").read_text()
+        block = config.split("only_mutate =")[1].split("pytest_add_cli_args")[0]
+        modules = [m.strip().removeprefix("src/chainrule/") for m in block.splitlines()
+                   if m.strip()]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "src", "tests"], cwd=ROOT,
@@ -200,19 +227,34 @@ def main() -> int:
              f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
              f"Modules mutated: {', '.join(modules)}.", ""]
     equivalent = equivalent_names()
-    for run in args.runs:
+    env = dict(os.environ)
+    plans = [(run, None) for run in args.runs]
+    if args.resume:
+        plans = [("no-torch" if (work / "_no_torch").exists() else "torch", work)
+                 for work in args.resume]
+    for run, kept in plans:
         hide = run == "no-torch"
-        work = scratch_copy(modules, MATH_TESTS, hide)
+        work = kept if kept is not None else scratch_copy(modules, MATH_TESTS, hide)
         try:
-            results, elapsed = run_mutmut(work, hide, args.max_children)
+            if kept is None:
+                results, elapsed = run_mutmut(work, hide, args.max_children)
+            else:
+                # The first pass is done: today's tests, re-run on what survived it.
+                survived = [n for n, s in parse(subprocess.run(
+                    [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
+                    env=env, capture_output=True, text=True).stdout).items() if s == "survived"]
+                refresh_tests(work, MATH_TESTS)
+                print(f"{run}: re-running {len(survived)} survivors in {work}", flush=True)
+                results, elapsed = run_mutmut(work, hide, args.max_children, survived)
+                lines += [f"({run}: survivors of a first full pass re-run with the tests of "
+                          f"commit {commit}.)", ""]
             statuses = parse(results)
-            env = dict(os.environ)
             survivors = {n: diff_of(work, n, env) for n, s in statuses.items()
                          if s == "survived" and n not in equivalent}
             lines += report(run, statuses, elapsed, survivors, equivalent)
             print("\n".join(report(run, statuses, elapsed, {}, equivalent)[:3]), flush=True)
         finally:
-            if args.keep:
+            if args.keep or kept is not None:
                 print(f"kept {work}", flush=True)
             else:
                 shutil.rmtree(work, ignore_errors=True)
