@@ -51,7 +51,7 @@ CASES = {
     "mlp_b1_sgd": (MLP, 1, "sgd", 300, 200),
     "tiny_341": ((3, 4, 1), 1, "sgd", 2000, 1000),
 }
-RECIPE_SAMPLES = (2048, 1024)
+RECIPE_SAMPLES = (8192, 2048)
 #: Default thread counts the workers reported (chainrule: the BLAS's; PyTorch: its own).
 THREADS: dict[str, object] = {}
 
@@ -255,7 +255,7 @@ def ratio(a: list[float], b: list[float]) -> str:
 
 def loadavg() -> str:
     try:
-        return "%.2f" % os.getloadavg()[0]
+        return f"{os.getloadavg()[0]:.2f}"
     except OSError:
         return "?"
 
@@ -292,7 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = loadavg()
     lines: list[str] = []
-    table: list[tuple[str, str, str, str]] = []  # case, chainrule, torch, ratio
 
     sgemm_all = run_worker("sgemm", "-", 0, "all", "numpy")["gflops"]
     sgemm_one = run_worker("sgemm", "-", 0, "1", "numpy")["gflops"]
@@ -343,10 +342,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     lines.append("# chainrule speed against PyTorch (issue 13's goals)")

@@ -176,8 +176,8 @@ def test_auto_picks_the_faster_thread_count_and_restores_the_setting(monkeypatch
     for _ in range(20):
         step(batch)
         assert fake.threads == 2  # the BLAS's own setting is back after every step
-    # the probe: one uncounted step then three counted ones on each candidate
-    assert fake.history[:8] == [1, 1, 1, 1, 2, 2, 2, 2]
+    # the probe: one uncounted step then three counted ones on each candidate, one thread last
+    assert fake.history[:8] == [2, 2, 2, 2, 1, 1, 1, 1]
     assert policy.decisions[0] == (2, 0.5)
     assert fake.history[8:] == [2] * 12
 

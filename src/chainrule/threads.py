@@ -13,10 +13,11 @@ default chainrule measures.
 - Small work is left to the BLAS, which keeps short products on one thread:
   below ``MIN_WORK`` multiply-adds per step (about 3 x ``batch_size`` x the
   Dense weights; a convolutional network counts as large and is measured).
-- Otherwise a few steps run on 1 thread and a few on ``N`` (the BLAS's own
-  default, usually the number of cores; ``OPENBLAS_NUM_THREADS`` lowers it),
-  alternating which goes first; the first step after each switch is not
-  counted (the threads are waking). The faster per sample wins.
+- Otherwise a few steps run on ``N`` threads (the BLAS's own default,
+  usually the number of cores; ``OPENBLAS_NUM_THREADS`` lowers it) and then a
+  few on 1 (last, so that OpenBLAS's spinning workers have stopped when the
+  chosen count takes over); the first step after each switch is not counted.
+  The faster per sample wins.
 - The choice is measured again as training goes on, so a change in the
   machine's load is followed: at least every ``RECHECK_SECONDS``, and so that
   the probe costs at most about 1/``RECHECK_FACTOR`` of the time; at once
@@ -117,7 +118,6 @@ class ThreadPolicy:
         self._plan: list[tuple[int, bool]] = []  # (threads, counted) for the coming steps
         self._samples: dict[int, list[float]] = {}
         self._next_probe = 0.0
-        self._probe_first = 0
         #: Samples per step (scales the per-sample times back to a step's).
         self.batch = 1
         if self.adaptive:
@@ -179,8 +179,10 @@ class ThreadPolicy:
                 self._start_probe()
 
     def _start_probe(self) -> None:
-        order = self.candidates[self._probe_first:] + self.candidates[: self._probe_first]
-        self._probe_first = (self._probe_first + 1) % len(self.candidates)
+        # Most threads first, one thread last: after a multi-threaded step OpenBLAS's
+        # workers spin for a while, and ending on one thread lets them stop before the
+        # steps that follow (which a busy machine would otherwise pay for).
+        order = sorted(self.candidates, reverse=True)
         self._samples = {}
         self._plan = [(n, counted) for n in order for counted in [False] + [True] * PROBE_STEPS]
 
