@@ -37,6 +37,12 @@ correction (``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + eps)``
 and chainrule after it: chainrule's ``eps`` is set before every step to
 ``epsilon / (c * sqrt(1 - beta_2**t))``, which makes the two steps equal.
 ``loss_`` and ``loss_curve_`` report scikit-learn's numbers (penalty included).
+
+With ``sample_weight`` (or ``class_weight``) the minibatch solvers divide by
+each batch's size times the mean weight where scikit-learn divides by the
+batch's own weight sum (chainrule's weighted loss is Keras's
+``sum_i w_i l_i / n``, given weights scaled to mean 1); the two agree for
+lbfgs's single full batch and whenever the batches' weights sum alike.
 """
 
 from __future__ import annotations
