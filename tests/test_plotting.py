@@ -192,6 +192,25 @@ def test_plot_functions_save_to_a_path_given_where_the_axes_go(tmp_path):
         plotting.plot_confusion_matrix(np.eye(2), "a.png", path="b.png")
 
 
+def test_save_all_runs_the_test_set_through_the_network_once(tmp_path, monkeypatch):
+    # A CNN's 10,000 test digits take seconds: the confidences come from the same outputs.
+    net = cr.Network.from_sizes([784, 8, 10], loss="cross_entropy", seed=0)
+    x, y = np.random.default_rng(0).uniform(size=(30, 784)).astype(np.float32), np.arange(30) % 10
+    expected = net.predict_proba(x)
+    rows = []
+    infer = net._infer
+    monkeypatch.setattr(net, "_infer", lambda batch: rows.append(len(batch)) or infer(batch))
+    seen = []
+    original = plotting.plot_misclassified
+    monkeypatch.setattr(plotting, "plot_misclassified",
+                        lambda *a, **k: seen.append(a[3]) or original(*a, **k))
+    plotting.save_all(None, net, x, y, tmp_path)
+    assert rows == [30]
+    np.testing.assert_array_equal(seen[0], expected)
+    with pytest.raises(ValueError, match="outputs are not probabilities"):
+        cr.Network.from_sizes([784, 10], seed=0).predict_proba(np.zeros((1, 5)))  # before any shape check
+
+
 def test_save_all_for_a_regression_network_shows_no_confidence(tmp_path):
     # squared error on one-hot targets, linear outputs: classes by argmax, no probabilities
     net = cr.Network.from_sizes([784, 10], seed=0)

@@ -276,17 +276,25 @@ class Network:
         (squared error without a sigmoid or softmax output is a regression:
         its outputs are not probabilities; use ``predict``).
         """
+        if self._probability_link() is None:  # refused before any inference
+            raise self._not_probabilities()
+        return self._link_outputs(self.predict(x, batch_size=batch_size))
+
+    def _not_probabilities(self) -> ValueError:
+        return ValueError(
+            f"this network's outputs are not probabilities: it ends in "
+            f"{self._output_layer()!r} and is trained with {self.loss!r}, a regression. "
+            f"Use predict(); for class probabilities train with loss=\"cross_entropy\" "
+            f"(or end the network in a softmax or sigmoid)"
+        )
+
+    def _link_outputs(self, out: np.ndarray) -> np.ndarray:
+        """``predict_proba`` from outputs ``predict`` already gave (one inference, not two)."""
         from .activations import sigmoid, softmax
 
         link = self._probability_link()
         if link is None:
-            raise ValueError(
-                f"this network's outputs are not probabilities: it ends in "
-                f"{self._output_layer()!r} and is trained with {self.loss!r}, a regression. "
-                f"Use predict(); for class probabilities train with loss=\"cross_entropy\" "
-                f"(or end the network in a softmax or sigmoid)"
-            )
-        out = self.predict(x, batch_size=batch_size)
+            raise self._not_probabilities()
         if link == "softmax":
             return softmax(out)
         if link == "sigmoid":

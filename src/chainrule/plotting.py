@@ -404,8 +404,9 @@ def save_all(
     out.mkdir(parents=True, exist_ok=True)
     outputs = np.atleast_2d(network.predict(x_test, batch_size=4096))
     y_pred = outputs.argmax(axis=1)
-    # Confidence only where the outputs have a probability reading (not for a regression).
-    probabilities = (np.atleast_2d(network.predict_proba(x_test, batch_size=4096))
+    # Confidence only where the outputs have a probability reading (not for a regression),
+    # from the same outputs: one pass over the test set, not two.
+    probabilities = (network._link_outputs(outputs)
                      if network._probability_link() is not None else None)
     n_classes = max(int(np.max(y_test)) + 1, outputs.shape[1])
     figures: dict[str, Any] = {}
