@@ -297,9 +297,11 @@ def test_construction_errors():
     with pytest.raises(ValueError, match=r"^layer 1 \(Softmax\(\)\) ends the network, but "
                                          r"CrossEntropy\(\) takes logits and applies the softmax "
                                          r"itself, so it would be applied twice; remove the last "
-                                         r"layer \(apply a softmax to predict's output"):
+                                         r"layer \(predict_proba applies the softmax where "
+                                         r"you want probabilities\)$"):
         cr.Network([cr.Dense(2, 2), cr.Softmax()], loss="cross_entropy")
-    with pytest.raises(ValueError, match=r"applies the sigmoid itself"):
+    with pytest.raises(ValueError, match=r"applies the sigmoid itself, .*\(predict_proba "
+                                         r"applies the sigmoid where you want probabilities\)$"):
         cr.Network([cr.Dense(2, 2), cr.Sigmoid()], loss="binary_cross_entropy")
     cr.Network([cr.Dense(2, 2), cr.Sigmoid()], loss="cross_entropy")  # allowed: not doubled
 

@@ -619,8 +619,8 @@ def _check_output_for_loss(last: Layer, loss: Loss, out_features: int | None) ->
         if isinstance(loss, loss_type) and isinstance(last, layer_type):
             raise ValueError(
                 f"{last.name} ends the network, but {loss!r} takes logits and applies the "
-                f"{what} itself, so it would be applied twice; remove the last layer (apply "
-                f"a {what} to predict's output where you want probabilities)"
+                f"{what} itself, so it would be applied twice; remove the last layer (predict_proba "
+                f"applies the {what} where you want probabilities)"
             )
 
 
