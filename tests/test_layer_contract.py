@@ -86,7 +86,7 @@ def test_registry_first_class_of_a_name_wins_and_private_bases_are_left_out():
     assert _REGISTRY["ReLU"] is original is cr.ReLU
     assert "_Helper" not in _REGISTRY
     assert type(layer_from_config({"type": "ReLU"})) is cr.ReLU
-    for bad in ({"type": "Nope"}, {"type": 3}, {}):
+    for bad in ({"type": "Nope"}, {"type": 3}, {}, {"type": ["Dense"]}):
         with pytest.raises(ValueError, match=r"^unknown layer type "):
             layer_from_config(bad)
     with pytest.raises(ValueError, match=r"^unknown layer type 'Nope'$"):

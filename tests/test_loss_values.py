@@ -313,6 +313,16 @@ def test_cross_entropy_targets_and_messages():
         loss.check_targets((3, 3), [2, 3, -1])
     with pytest.raises(ValueError, match=r"^class label -1 at index 0 is out of range"):
         loss.check_targets((2, 3), [-1, 0])
+    with pytest.raises(ValueError, match=r"^class label 5 at index 1 is out of range"):
+        loss.check_targets((2, 3), [0, 5])
+    with pytest.raises(ValueError, match=r"^class label 1e\+20 at index 0 is out of range"):
+        loss.check_targets((2, 3), [1e20, 0.0])
+    # one sample: a scalar label
+    with pytest.raises(ValueError, match=r"^class label 5 at index 0 is out of range"):
+        loss.check_targets((3,), 5)
+    with pytest.raises(ValueError, match=r"^class label (np\.float64\()?2\.5\)? at index 0 is not "
+                                         r"an integer$"):
+        loss.check_targets((3,), 2.5)
     with pytest.raises(ValueError, match=r"^CrossEntropy target rows must be class probabilities "
                                          r"\(one-hot\): non-negative, summing to 1; row 1 is "
                                          r"\[1\.0, 1\.0\] \(sum 2\)\. For several labels"):
@@ -321,6 +331,12 @@ def test_cross_entropy_targets_and_messages():
         loss.check_targets((2, 2), [[-0.5, 1.5], [0.0, 1.0]])
     with pytest.raises(ValueError, match=r"row 1 is \[1\.5, -0\.5\] \(sum 1\)"):
         loss.check_targets((2, 2), [[0.0, 1.0], [1.5, -0.5]])
+    # rows summing to 1 within the tolerance: the gradient is p * sum(y) - y, exactly
+    z = np.array([[0.3, -0.2]])
+    row = np.array([[0.5, 0.5 + 5e-5]])
+    loss.forward(z, row)
+    p = np.exp(z) / np.exp(z).sum()
+    np.testing.assert_allclose(loss.backward(), p * 1.00005 - row, rtol=1e-12)
     # rounding within the tolerance passes, beyond it does not
     loss.check_targets((1, 2), [[0.5, 0.5 + 5e-5]])
     # the sum is taken in float64: float16 rounding would make 0.99976 look like 1

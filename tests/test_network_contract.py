@@ -374,3 +374,11 @@ def test_to_onnx_passes_its_options():
     pytest.importorskip("onnx")
     model = linear_net().to_onnx(opset=18)  # not the default, 17
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {18}
+
+
+def test_fit_default_batch_size_is_32():
+    net = linear_net(optimizer=cr.SGD(lr=0.01))
+    net.fit(np.ones((33, 2)), np.zeros((33, 2)), epochs=1, verbose=0)
+    assert net.optimizer.steps == 2  # 32 + 1
+    net.fit(np.ones((33, 2)), np.zeros((33, 2)), epochs=1, batch_size=11, verbose=0)
+    assert net.optimizer.steps == 5

@@ -168,6 +168,43 @@ def test_non_contiguous_parameters_take_the_numpy_rule(path):
     np.testing.assert_allclose(base, sgd_reference(1.5, GRADS, 0.1, 0.8, True), rtol=1e-12)
 
 
+class SignSGD(cr.SGD):
+    """A subclass with its own rule: the fused kernels must not replace it."""
+
+    def _update(self, p, g, state):
+        p -= self.lr * np.sign(g)
+
+
+class HalfAdam(cr.Adam):
+    def _update(self, p, g, state):
+        p -= 0.5 * g
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_subclass_rule_is_used_on_every_path(path, dtype):
+    p = np.full((2, 2), 1.0, dtype)
+    SignSGD(lr=0.25).step([p], [np.full((2, 2), -3.0, dtype)])
+    np.testing.assert_array_equal(p, 1.25)
+    HalfAdam().step([p], [np.full((2, 2), 0.5, dtype)])
+    np.testing.assert_array_equal(p, 1.0)
+
+
+def test_adam_on_non_contiguous_and_mixed_dtype_parameters(path):
+    base = np.full((3, 2), 1.5)
+    p = base.T  # not C-contiguous: the NumPy rule
+    opt = cr.Adam(lr=0.05, betas=(0.5, 0.8), eps=1e-3)
+    for g in GRADS:
+        opt.step([p], [np.full((2, 3), g)])
+    np.testing.assert_allclose(base, adam_reference(1.5, GRADS, 0.05, 0.5, 0.8, 1e-3), rtol=1e-12)
+    a, b = np.full(2, 1.5), np.full(2, 1.5, np.float32)  # two dtypes: the NumPy rule too
+    opt = cr.Adam(lr=0.05, betas=(0.5, 0.8), eps=1e-3)
+    for g in GRADS:
+        opt.step([a, b], [np.full(2, g), np.full(2, g, np.float32)])
+    expected = adam_reference(1.5, GRADS, 0.05, 0.5, 0.8, 1e-3)
+    np.testing.assert_allclose(a, expected, rtol=1e-12)
+    np.testing.assert_allclose(b, expected, rtol=1e-6)
+
+
 def test_reset_forgets_momentum_and_step_count(path):
     opt = cr.Adam(lr=0.1)
     p = np.ones((2, 2))
