@@ -178,6 +178,18 @@ def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, fragments
     assert_one_line_error(status, err, *fragments)
 
 
+def test_a_batch_larger_than_the_training_set_is_estimated_as_the_training_set(capsys, tmp_path):
+    # --batch-size 10**8 on 200 training digits is full-batch training: 200 rows of activations.
+    small = ["--limit", "300", "--validation", "100", "--batch-size", "100000000", "--epochs", "1"]
+    status, out, err = run(capsys, "train", *small, "--layers", "784,8,10",
+                           "--out", str(tmp_path / "m.safetensors"))
+    assert status == 0, err
+    assert "epochs of batch 100000000" in out and (tmp_path / "m.safetensors").exists()
+    status, _, err = run(capsys, "train", *small, "--layers", "784,100000000,10",
+                         "--out", str(tmp_path / "big.safetensors"))
+    assert_one_line_error(status, err, "activations of a batch of 200 ")
+
+
 def test_model_of_the_wrong_width_names_both_widths(capsys, tmp_path, trained):
     model = tmp_path / "small.safetensors"
     cr.Network.from_sizes([100, 8, 10], loss="cross_entropy", seed=0).save(model)

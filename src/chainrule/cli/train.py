@@ -191,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if saved is None:
         # Refuse a network that cannot fit before allocating it (the kernel would kill us).
-        check_mlp_memory(recipe.layers, batch_size=recipe.batch_size,
+        # A batch holds at most the training rows (--batch-size 100000 on 9,000 digits is
+        # full-batch training, not 100,000 rows of activations).
+        check_mlp_memory(recipe.layers, batch_size=min(recipe.batch_size, len(x) - recipe.validation),
                          optimizer=build_optimizer(recipe), dropout=bool(recipe.dropout))
         network = build_network(recipe)
 
