@@ -205,6 +205,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "quality" / "MUTATION.md")
     parser.add_argument("--keep", action="store_true",
                         help="keep each scratch directory (to run `mutmut show NAME` there)")
+    parser.add_argument("--full-torch", action="store_true",
+                        help="mutate everything again for the torch run (by default the torch "
+                             "run re-tests only the no-torch run's survivors, with torch importable)")
     parser.add_argument("--resume", nargs="+", type=Path, metavar="DIR",
                         help="scratch directories kept by --keep: copy today's tests into them "
                              "and re-run only the mutants that survived there")
@@ -228,36 +231,56 @@ def main() -> int:
              f"Modules mutated: {', '.join(modules)}.", ""]
     equivalent = equivalent_names()
     env = dict(os.environ)
-    plans = [(run, None) for run in args.runs]
+    plans: list[tuple[str, Path | None]] = [(run, None) for run in args.runs]
     if args.resume:
         plans = [("no-torch" if (work / "_no_torch").exists() else "torch", work)
                  for work in args.resume]
+    if not args.full_torch and set(args.runs) == {"torch", "no-torch"} and all(
+            run == "no-torch" for run, _ in plans[:1]) and len(plans) <= 2:
+        # Torch only adds tests (the reference tests that importorskip it), so a mutant
+        # killed without torch is killed with it: the torch run need only re-test the
+        # no-torch survivors, in a copy of that run with torch importable.
+        plans = [plans[0] if plans[0][0] == "no-torch" else ("no-torch", None),
+                 ("torch", "derived")]
+    previous: Path | None = None
+    scratch: list[Path] = []
     for run, kept in plans:
         hide = run == "no-torch"
-        work = kept if kept is not None else scratch_copy(modules, MATH_TESTS, hide)
+        if kept == "derived":
+            work = Path(tempfile.mkdtemp(prefix="chainrule-mutation-"))
+            shutil.copytree(previous, work, dirs_exist_ok=True, symlinks=True)
+            shutil.rmtree(work / "_no_torch", ignore_errors=True)
+        else:
+            work = kept if kept is not None else scratch_copy(modules, MATH_TESTS, hide)
+        if not isinstance(kept, Path):
+            scratch.append(work)
         try:
             if kept is None:
                 results, elapsed = run_mutmut(work, hide, args.max_children)
             else:
-                # The first pass is done: today's tests, re-run on what survived it.
+                # A first pass is done: re-run what survived it, with today's tests
+                # (and torch importable, for a run derived from the no-torch one).
                 survived = [n for n, s in parse(subprocess.run(
                     [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
                     env=env, capture_output=True, text=True).stdout).items() if s == "survived"]
                 refresh_tests(work, MATH_TESTS)
                 print(f"{run}: re-running {len(survived)} survivors in {work}", flush=True)
                 results, elapsed = run_mutmut(work, hide, args.max_children, survived)
-                lines += [f"({run}: survivors of a first full pass re-run with the tests of "
-                          f"commit {commit}.)", ""]
+                how = ("the no-torch run's survivors re-run with torch importable"
+                       if kept == "derived" else
+                       f"survivors of a first full pass re-run with the tests of commit {commit}")
+                lines += [f"({run}: {how}.)", ""]
             statuses = parse(results)
             survivors = {n: diff_of(work, n, env) for n, s in statuses.items()
                          if s == "survived" and n not in equivalent}
             lines += report(run, statuses, elapsed, survivors, equivalent)
             print("\n".join(report(run, statuses, elapsed, {}, equivalent)[:3]), flush=True)
         finally:
-            if args.keep or kept is not None:
-                print(f"kept {work}", flush=True)
-            else:
-                shutil.rmtree(work, ignore_errors=True)
+            previous = work
+    for work in scratch if not args.keep else []:
+        shutil.rmtree(work, ignore_errors=True)
+    for work in (scratch if args.keep else []) + list(args.resume or []):
+        print(f"kept {work}", flush=True)
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
     return 0
