@@ -235,8 +235,9 @@ def main() -> int:
     if args.resume:
         plans = [("no-torch" if (work / "_no_torch").exists() else "torch", work)
                  for work in args.resume]
-    if not args.full_torch and set(args.runs) == {"torch", "no-torch"} and all(
-            run == "no-torch" for run, _ in plans[:1]) and len(plans) <= 2:
+    resumed_no_torch = [p for p in plans if p[0] == "no-torch" and isinstance(p[1], Path)]
+    if not args.full_torch and set(args.runs) == {"torch", "no-torch"} and (
+            not args.resume or (len(plans) == 1 and resumed_no_torch)):
         # Torch only adds tests (the reference tests that importorskip it), so a mutant
         # killed without torch is killed with it: the torch run need only re-test the
         # no-torch survivors, in a copy of that run with torch importable.
