@@ -266,15 +266,22 @@ def main() -> int:
                     env=env, capture_output=True, text=True).stdout).items() if s == "survived"]
                 refresh_tests(work, MATH_TESTS)
                 print(f"{run}: re-running {len(survived)} survivors in {work}", flush=True)
-                results, elapsed = run_mutmut(work, hide, args.max_children, survived)
+                if survived:
+                    results, elapsed = run_mutmut(work, hide, args.max_children, survived)
+                else:
+                    results, elapsed = subprocess.run(
+                        [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
+                        env=env, capture_output=True, text=True).stdout, 0.0
                 how = ("the no-torch run's survivors re-run with torch importable"
                        if kept == "derived" else
                        f"survivors of a first full pass re-run with the tests of commit {commit}")
-                lines += [f"({run}: {how}.)", ""]
             statuses = parse(results)
             survivors = {n: diff_of(work, n, env) for n, s in statuses.items()
                          if s == "survived" and n not in equivalent}
-            lines += report(run, statuses, elapsed, survivors, equivalent)
+            part = report(run, statuses, elapsed, survivors, equivalent)
+            if kept is not None:
+                part[2:2] = [f"({how}; the time is that of the re-run.)", ""]
+            lines += part
             print("\n".join(report(run, statuses, elapsed, {}, equivalent)[:3]), flush=True)
         finally:
             previous = work
