@@ -45,6 +45,17 @@ def test_a_dense_layer_that_cannot_fit_is_refused_before_its_weight_is_drawn(mon
     assert cr.Dense(784, 1594).weight.shape == (1594, 784)
     with pytest.raises(cr.InsufficientMemoryError, match=r"needs about 10\.0 MB, but only 10\.0 MB"):
         cr.Dense(784, 1595)
+    # Loading builds zero weights in the final dtype (the file fills them): only those count,
+    # so a float32 model file that fits loads where a fresh draw (12 bytes a weight) would not.
+    config = {"in_features": 784, "out_features": 3000, "bias": True}
+    loaded = cr.Dense.from_config(dict(config, dtype="float32"))
+    assert loaded.weight.dtype == np.float32 and not loaded.weight.any()
+    with pytest.raises(cr.InsufficientMemoryError, match=r"^Dense\(784, 3000\) \(float32; the "
+                       r"float64 draw of its weight and the cast copy\) needs about 28\.2 MB"):
+        cr.Dense(784, 3000, dtype="float32")
+    with pytest.raises(cr.InsufficientMemoryError, match=r"^Dense\(784, 4000\) \(float32\) needs "
+                       r"about 12\.5 MB, but only 10\.0 MB"):
+        cr.Dense.from_config(dict(config, out_features=4000, dtype="float32"))
 
 
 def test_dense_single_sample_matches_batch_of_one():

@@ -64,14 +64,21 @@ class Dense(Layer):
             rng = np.random.default_rng(seed)
         dtype = np.dtype(dtype if dtype is not None else np.float64)
         shape = (self.out_features, self.in_features)
-        # The weight is drawn in float64, then cast: refuse at once a layer that
-        # cannot fit, rather than be killed by the kernel without a word.
-        cast = dtype != np.float64
-        check_memory(self.out_features * self.in_features * (8 + (dtype.itemsize if cast else 0)),
-                     f"Dense({self.in_features}, {self.out_features}) ({dtype.name}; the float64 "
-                     f"draw of its weight{' and the cast copy' if cast else ''})",
-                     hint="use a narrower layer")
-        weight = np.asarray(get_initializer(init)(shape, rng), dtype=dtype)
+        # Refuse at once a layer that cannot fit, rather than be killed by the kernel
+        # without a word: a drawn weight is float64, then cast; zeros (what loading
+        # uses, the file fills them) are allocated in the final dtype, nothing drawn.
+        initializer = get_initializer(init)
+        count = self.out_features * self.in_features
+        name = f"Dense({self.in_features}, {self.out_features}) ({dtype.name}"
+        if initializer is zeros:
+            check_memory(count * dtype.itemsize, name + ")", hint="use a narrower layer")
+            weight = np.zeros(shape, dtype)
+        else:
+            cast = dtype != np.float64
+            check_memory(count * (8 + (dtype.itemsize if cast else 0)),
+                         f"{name}; the float64 draw of its weight{' and the cast copy' if cast else ''})",
+                         hint="use a narrower layer")
+            weight = np.asarray(initializer(shape, rng), dtype=dtype)
         if weight.shape != shape:
             raise ValueError(f"initializer returned shape {weight.shape}, expected {shape}")
         self.params["weight"] = weight
