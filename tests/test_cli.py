@@ -251,6 +251,19 @@ def test_export_onnx(trained, capsys, tmp_path):
     assert status == 0, err
     assert out.stat().st_size > 25_450 * 4  # the weights are in it
     assert f"wrote {out}" in stdout
+    # --onnx naming the model itself (or a path to it) would replace the model with the graph.
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(model.read_bytes())
+    before = copy.read_bytes()
+    for target in (str(copy), str(tmp_path / "." / "copy.safetensors")):
+        status, stdout, err = run(capsys, "export", str(copy), "--onnx", target)
+        assert_one_line_error(status, err, f"--onnx {target} is the model itself; the ONNX file "
+                              "would replace it")
+        assert stdout == ""
+    assert copy.read_bytes() == before
+    status, _, err = run(capsys, "export", str(copy), "--onnx", str(tmp_path))
+    assert_one_line_error(status, err, f"--onnx {tmp_path} is a directory; give a file name, "
+                          f"e.g. {tmp_path / 'model.onnx'}")
 
 
 def test_lesson_runs(capsys, tmp_path):

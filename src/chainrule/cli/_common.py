@@ -461,8 +461,9 @@ def check_writable_file(path: str | os.PathLike, option: str) -> None:
     """Fail before any work if a file cannot be written at ``path`` (given as ``option``)."""
     target = Path(path)
     if target.is_dir():
+        example = "model.onnx" if option == "--onnx" else "model.safetensors"
         raise ValueError(f"{option} {target} is a directory; give a file name, "
-                         f"e.g. {target / 'model.safetensors'}")
+                         f"e.g. {target / example}")
     parent = target.parent
     if not parent.exists():
         raise FileNotFoundError(2, f"No such directory for {option}", str(parent))

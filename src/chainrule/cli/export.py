@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ._common import architecture, check_writable_file, load_model, require
@@ -19,6 +20,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     network = load_model(args.model)
     require("onnx", "onnx")
+    if Path(args.onnx).resolve() == Path(args.model).resolve():
+        raise ValueError(f"--onnx {args.onnx} is the model itself; the ONNX file would replace "
+                         "it: give --onnx another name (e.g. model.onnx)")
     check_writable_file(args.onnx, "--onnx")
     network.to_onnx(args.onnx)
     print(f"wrote {args.onnx} ({architecture(network)})")
