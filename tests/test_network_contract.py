@@ -382,3 +382,36 @@ def test_fit_default_batch_size_is_32():
     assert net.optimizer.steps == 2  # 32 + 1
     net.fit(np.ones((33, 2)), np.zeros((33, 2)), epochs=1, batch_size=11, verbose=0)
     assert net.optimizer.steps == 5
+
+
+def test_from_sizes_checks_the_memory_of_the_network_it_builds(monkeypatch):
+    import chainrule.network as network_module
+
+    seen = []
+    monkeypatch.setattr(network_module, "check_mlp_memory",
+                        lambda sizes, **kwargs: seen.append((sizes, kwargs)))
+    adam = cr.Adam()
+    cr.Network.from_sizes([3, 4, 2], optimizer=adam, dtype="float64", bias=False, dropout=0.25)
+    assert seen == [([3, 4, 2], {"optimizer": adam, "dtype": "float64", "bias": False,
+                                 "dropout": True})]
+    cr.Network.from_sizes([3, 2])
+    assert seen[1] == ([3, 2], {"optimizer": None, "dtype": "float32", "bias": True,
+                                "dropout": False})
+
+
+def test_from_sizes_defaults():
+    net = cr.Network.from_sizes([400, 400, 1], seed=0)
+    assert [type(layer).__name__ for layer in net.layers] == ["Dense", "ReLU", "Dense"]
+    assert np.var(net.layers[0].weight) == pytest.approx(2 / 400, rel=0.05)  # He, for relu
+    assert type(net.loss) is cr.SquaredError and net.dtype == np.float32
+
+
+def test_evaluate_computes_in_the_network_dtype_and_caches_nothing():
+    layer = cr.Dense(1, 1, bias=False)
+    layer.weight = [[1.0]]
+    net = cr.Network([layer], dtype="float32")
+    value = net.evaluate(np.array([[0.3]]), np.array([[0.1]]))["loss"]
+    d = np.float32(0.3) - np.float32(0.1)  # targets are cast to float32 too, as in fit
+    assert value == float(d * d)
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        net.loss.backward()
