@@ -261,9 +261,11 @@ def main() -> int:
             else:
                 # A first pass is done: re-run what survived it, with today's tests
                 # (and torch importable, for a run derived from the no-torch one).
+                # (with anything left unchecked or cut short, e.g. by an interrupted pass)
                 survived = [n for n, s in parse(subprocess.run(
                     [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
-                    env=env, capture_output=True, text=True).stdout).items() if s == "survived"]
+                    env=env, capture_output=True, text=True).stdout).items()
+                    if s not in ("killed", "timeout", "caught by type check")]
                 refresh_tests(work, MATH_TESTS)
                 print(f"{run}: re-running {len(survived)} survivors in {work}", flush=True)
                 if survived:
