@@ -89,21 +89,18 @@ def scratch_copy(modules: list[str], tests: list[str], hide_torch: bool) -> Path
     return work
 
 
-def refresh_tests(work: Path, tests: list[str]) -> None:
-    """Copy today's tests into a kept scratch directory and select them (for ``--resume``)."""
+def refresh_tests(work: Path) -> None:
+    """Copy today's tests into a kept scratch directory (for ``--resume``).
+
+    The selection in ``setup.cfg`` stays as it was: mutmut resets every cached
+    result when the selection changes, so only files already selected count
+    (with their new tests); a new test file needs a fresh run.
+    """
     for target in (work / "tests", work / "mutants" / "tests"):
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(ROOT / "tests", target,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    present = [t for t in tests if (work / "tests" / t).exists()]
-    config = (work / "setup.cfg").read_text()
-    head = config.split("pytest_add_cli_args_test_selection =")[0]
-    text = head + "pytest_add_cli_args_test_selection =\n" + "".join(
-        f"    tests/{t}\n" for t in present)
-    for name in ("setup.cfg", "mutants/setup.cfg"):
-        if (work / name).parent.exists():
-            (work / name).write_text(text)
 
 
 def run_mutmut(work: Path, hide_torch: bool, max_children: int,
@@ -210,7 +207,8 @@ def main() -> int:
                              "run re-tests only the no-torch run's survivors, with torch importable)")
     parser.add_argument("--resume", nargs="+", type=Path, metavar="DIR",
                         help="scratch directories kept by --keep: copy today's tests into them "
-                             "and re-run only the mutants that survived there")
+                             "and re-run the mutants that survived there (or were not checked); "
+                             "only the test files selected there count")
     args = parser.parse_args()
     modules = [m for m in args.modules
                if "*" in m or (ROOT / "src" / "chainrule" / m).exists()]
@@ -266,7 +264,8 @@ def main() -> int:
                     [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
                     env=env, capture_output=True, text=True).stdout).items()
                     if s not in ("killed", "timeout", "caught by type check")]
-                refresh_tests(work, MATH_TESTS)
+                if kept != "derived":  # the torch run keeps the no-torch run's tests
+                    refresh_tests(work)
                 print(f"{run}: re-running {len(survived)} survivors in {work}", flush=True)
                 if survived:
                     results, elapsed = run_mutmut(work, hide, args.max_children, survived)
