@@ -415,3 +415,39 @@ def test_evaluate_computes_in_the_network_dtype_and_caches_nothing():
     assert value == float(d * d)
     with pytest.raises(RuntimeError, match="backward called before forward"):
         net.loss.backward()
+
+
+def test_image_networks_widths_and_checks():
+    cnn = cr.Network([cr.Conv2D(1, 2, 3, seed=0), cr.ReLU(), cr.MaxPool2D(2), cr.Flatten(),
+                      cr.Dense(8, 3, seed=1)])
+    assert cnn.takes_images and cnn.in_features is None and cnn.out_features == 3
+    assert cr.Network([cr.BatchNorm2d(2)]).takes_images
+    assert cr.Network([cr.ReLU(), cr.MaxPool2D(2)]).takes_images
+    assert not cr.Network([cr.Flatten(), cr.Dense(4, 2)]).takes_images
+    assert not cr.Network([cr.ReLU()]).takes_images
+    assert cr.Network([cr.Flatten(), cr.Dense(4, 2)]).in_features is None
+    assert cr.Network([cr.Dense(4, 2), cr.ReLU(), cr.Dense(2, 5)]).out_features == 5
+    with pytest.raises(ValueError, match=r"^layer 0 \(Conv2D\(1, 2, kernel_size=3\)\): input must "
+                                         r"be one image \(C, H, W\) or a batch \(n, C, H, W\), "
+                                         r"got shape \(2, 9\)$"):
+        cnn.predict(np.zeros((2, 9)))
+    with pytest.raises(ValueError, match=r"^layer 2 \(Conv2D\(3, 4, kernel_size=3\)\) expects 3 "
+                                         r"input channels but the layer before it produces 2$"):
+        cr.Network([cr.Conv2D(1, 2, 3), cr.ReLU(), cr.Conv2D(3, 4, 3)])
+    with pytest.raises(ValueError, match=r"^layer 1 \(BatchNorm2d\(3\)\) expects 3 "
+                                         r"input channels but the layer before it produces 2$"):
+        cr.Network([cr.Conv2D(1, 2, 3), cr.BatchNorm2d(3)])
+    cr.Network([cr.Conv2D(1, 2, 3), cr.BatchNorm2d(2), cr.MaxPool2D(2), cr.Conv2D(2, 4, 1)])
+    # after Flatten the channel count is not known: any Conv2D width is accepted
+    with pytest.raises(ValueError, match=r"expects 5 input features but the layer before it "
+                                         r"produces 3"):
+        cr.Network([cr.Dense(4, 3), cr.BatchNorm1d(3), cr.Dense(5, 1)])
+
+
+def test_predict_large_input_with_threads_matches_rows():
+    net = linear_net()
+    x = np.random.default_rng(0).normal(size=(8 * 1024 + 3, 2))
+    expected = x @ np.array([[1.0, 2.0], [0.0, -1.0]]).T + [0.5, 0.0]
+    np.testing.assert_allclose(net.predict(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(net.predict(x, threads=2, batch_size=1000), expected, rtol=1e-12)
+    np.testing.assert_allclose(net.predict(x, threads=None), expected, rtol=1e-12)
