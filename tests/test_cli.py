@@ -433,6 +433,29 @@ def test_mistakes_in_train_options_are_caught_before_any_training(capsys, tmp_pa
         assert "epoch" not in out  # nothing was trained
 
 
+def test_a_new_run_never_replaces_what_is_at_its_checkpoint_path(capsys, tmp_path):
+    checkpoint, model = tmp_path / "run.ckpt", tmp_path / "m.safetensors"
+    base = [*TINY, "--epochs", "2", "--out", str(model)]
+    assert run(capsys, "train", *base, "--checkpoint", str(checkpoint))[0] == 0
+    saved = checkpoint.read_bytes()
+    # The first command again after a crash, forgetting --resume: it would restart at epoch 1.
+    status, out, err = run(capsys, "train", *base, "--checkpoint", str(checkpoint))
+    assert_one_line_error(status, err, f"--checkpoint {checkpoint} already exists; continue its "
+                          f"run with --resume {checkpoint}, or give --checkpoint another name")
+    assert "epoch" not in out and checkpoint.read_bytes() == saved
+    # A trained model named by mistake as the checkpoint is kept too.
+    status, _, err = run(capsys, "train", *TINY, "--epochs", "1", "--checkpoint", str(model),
+                         "--out", str(tmp_path / "other.safetensors"))
+    assert_one_line_error(status, err, f"--checkpoint {model} already exists")
+    assert cr.load(model).out_features == 10
+    # Resuming it, the checkpoint is continued in place.
+    status, out, err = run(capsys, "train", *[*TINY, "--epochs", "3"], "--checkpoint",
+                           str(checkpoint), "--resume", str(checkpoint),
+                           "--out", str(tmp_path / "three.safetensors"))
+    assert status == 0, err
+    assert load_checkpoint(checkpoint).epoch == 3
+
+
 def test_resume_refuses_a_different_network_and_a_finished_run_saves_its_model(
         capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         check_writable_file(args.checkpoint, "--checkpoint")
         _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
+        _refuse_overwriting_checkpoint(args.checkpoint, args.resume)
     if args.resume:
         _refuse_same_file(out, "--out", args.resume, "--resume")
     if args.plots:
@@ -271,6 +272,7 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
     if args.checkpoint:
         check_writable_file(args.checkpoint, "--checkpoint")
         _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
+        _refuse_overwriting_checkpoint(args.checkpoint, args.resume)
     if args.plots:
         check_plot_dir(args.plots, "--plots")
     _check_shift(recipe.max_shift)
@@ -360,6 +362,23 @@ def _refuse_same_file(path: Path, option: str, other: str, other_option: str) ->
 
 
 # -- resuming ---------------------------------------------------------------------------
+
+
+def _refuse_overwriting_checkpoint(path: str, resume: str | None) -> None:
+    """A new run must not replace what is at ``--checkpoint`` (an earlier run's progress, a model).
+
+    Rerunning the first command after a crash, without ``--resume``, would start again at
+    epoch 1 and overwrite the checkpoint it meant to continue.
+    """
+    from ..checkpoint import checkpoint_lock
+
+    with checkpoint_lock(path):  # another run writing there is named as such
+        pass
+    if Path(path).exists() and not (resume and Path(resume).resolve() == Path(path).resolve()):
+        raise ValueError(
+            f"--checkpoint {path} already exists; continue its run with --resume {path}, or "
+            "give --checkpoint another name (or delete the file) to start afresh"
+        )
 
 
 def _check_shift(max_shift: int) -> None:
