@@ -23,7 +23,11 @@ class weight of sample ``i``'s target::
 
 So sample weights scale each sample's share of the usual mean, and class
 weights make a weighted mean (scaling every class weight by 2 changes
-nothing). ``class_weight="balanced"`` gives class ``j`` the weight
+nothing). For a row of class probabilities ``y_i``, ``c_i = sum_j y_ij c_j``,
+its expected class weight, so one-hot rows give exactly the loss of their
+labels. (PyTorch's ``weight=`` with probability targets differs: it divides
+``sum_i sum_j c_j y_ij (-log p_ij)`` by ``n``, so there one-hot rows and
+labels give different losses.) ``class_weight="balanced"`` gives class ``j`` the weight
 ``n / (n_classes * count_j)``, scikit-learn's ``compute_class_weight``.
 """
 
