@@ -60,6 +60,7 @@ MATH_TESTS = [
     # written to kill mutants (quality/MUTATION.md)
     "test_optimizer_rules.py", "test_activation_values.py", "test_loss_values.py",
     "test_layer_contract.py", "test_network_contract.py", "test_gradcheck_sensitivity.py",
+    "test_image_layer_contract.py",
 ]
 
 #: A ``torch`` that cannot be imported: put first on PYTHONPATH to hide the real one.
