@@ -192,6 +192,19 @@ def test_plot_functions_save_to_a_path_given_where_the_axes_go(tmp_path):
         plotting.plot_confusion_matrix(np.eye(2), "a.png", path="b.png")
 
 
+def test_wrong_arguments_are_named_before_drawing():
+    labels = np.arange(20) % 3
+    # Labels where the matrix goes (or both label arrays) say how to make the matrix.
+    for args in ((labels,), (labels, labels), (np.ones((2, 3)),)):
+        with pytest.raises(ValueError, match=r"^plot_confusion_matrix takes a square \(k, k\) "
+                           r"matrix of counts, got shape \((20,|2, 3)\); make one from labels "
+                           r"with chainrule\.recipes\.confusion_matrix\(y_true, y_pred, k\)$"):
+            plotting.plot_confusion_matrix(*args)
+    with pytest.raises(TypeError, match=r"^the history must be what fit returns, or a dict "
+                       r"\{name: values per epoch\} such as \{'loss': \[\.\.\.\]\}; got list$"):
+        plotting.plot_learning_curves([0.5, 0.4])
+
+
 def test_save_all_runs_the_test_set_through_the_network_once(tmp_path, monkeypatch):
     # A CNN's 10,000 test digits take seconds: the confidences come from the same outputs.
     net = cr.Network.from_sizes([784, 8, 10], loss="cross_entropy", seed=0)

@@ -67,7 +67,12 @@ def _saved(fig: Any, path: str | PathLike | None, dpi: int) -> Any:
 
 def _metrics(history: Any) -> Mapping[str, Sequence[float]]:
     """A History's metrics or a plain ``{name: values per epoch}`` mapping."""
-    return getattr(history, "metrics", history)
+    metrics = getattr(history, "metrics", history)
+    if not isinstance(metrics, Mapping):
+        raise TypeError(
+            f"the history must be what fit returns, or a dict {{name: values per epoch}} such "
+            f"as {{'loss': [...]}}; got {type(history).__name__}")
+    return metrics
 
 
 def plot_learning_curves(
@@ -170,8 +175,13 @@ def plot_confusion_matrix(
         ``matrix[i, j]`` digits of class ``i`` predicted as ``j``
         (see ``recipes.confusion_matrix``).
     """
-    ax, path = _ax_and_path(ax, path)
     matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(
+            f"plot_confusion_matrix takes a square (k, k) matrix of counts, got shape "
+            f"{matrix.shape}; make one from labels with "
+            "chainrule.recipes.confusion_matrix(y_true, y_pred, k)")
+    ax, path = _ax_and_path(ax, path)
     n = len(matrix)
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
     fig, ax = _figure(ax, figsize=(6.5, 5.5))
