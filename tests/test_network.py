@@ -323,3 +323,23 @@ def test_load_state_dict_is_torchs_name_for_load_parameters():
     np.testing.assert_array_equal(b.predict(x), a.predict(x))
     with pytest.raises(ValueError, match="missing tensor '2.bias'"):
         b.load_state_dict({k: v for k, v in a.state_dict().items() if k != "2.bias"})
+
+
+def test_pictures_in_the_wrong_shape_get_a_message_that_says_how_to_reshape():
+    mlp = cr.Network.from_sizes([784, 4, 10], seed=0)
+    with pytest.raises(ValueError, match=r"^input must be one sample \(784,\) or a batch \(n, 784\), "
+                       r"got shape \(28, 28\); for one 28x28 image, flatten it: x\.reshape\(-1\)$"):
+        mlp.predict(np.zeros((28, 28)))
+    with pytest.raises(ValueError, match=r"got shape \(5, 28, 28\); flatten each sample: "
+                       r"x\.reshape\(len\(x\), -1\)$"):
+        mlp.predict(np.zeros((5, 28, 28)))
+    with pytest.raises(ValueError, match=r"got shape \(5, 1, 28, 28\); flatten each sample"):
+        mlp.forward(np.zeros((5, 1, 28, 28)))
+    assert mlp.predict(np.zeros((1, 784))).shape == (1, 10)  # a batch of one is not a picture
+    cnn = cr.Network([cr.Conv2D(1, 2, 3, seed=0), cr.ReLU(), cr.Flatten(), cr.Dense(2 * 26 * 26, 3, seed=0)])
+    with pytest.raises(ValueError, match=r"^layer 0 \(Conv2D\(1, 2, kernel_size=3\)\): one image must be "
+                       r"shaped \(1, H, W\), got shape \(5, 28, 28\); for a batch of 5 grey images "
+                       r"add the channel axis: x\[:, None\]$"):
+        cnn.predict(np.zeros((5, 28, 28)))
+    assert cnn.predict(np.zeros((5, 28, 28))[:, None]).shape == (5, 3)
+    assert cnn.predict(np.zeros((1, 28, 28))).shape == (3,)  # one image (C, H, W)

@@ -311,8 +311,11 @@ def test_input_checks():
     with pytest.raises(TypeError, match=r"^input must be numeric, got dtype <U1$"):
         net.predict(np.array([["a", "b"]]))
     with pytest.raises(ValueError, match=r"^input must be one sample \(features,\) or a batch "
-                                         r"\(n, features\), got shape \(1, 1, 2\)$"):
+                                         r"\(n, features\), got shape \(1, 1, 2\); flatten "
+                                         r"each sample: x\.reshape\(len\(x\), -1\)$"):
         net.predict(np.zeros((1, 1, 2)))
+    with pytest.raises(ValueError, match=r"got shape \(1, 1, 3\)$"):  # no reshape makes it fit
+        net.predict(np.zeros((1, 1, 3)))
     assert net.predict(np.array([True, False])).tolist() == [1.5, 0.0]
     assert net.predict(np.array([[1, 0]], dtype=np.int32)).dtype == np.float64
 

@@ -561,9 +561,27 @@ class Network:
                     f"{self.layers[0].name}: input must be one image (C, H, W) or a batch "
                     f"(n, C, H, W), got shape {x.shape}"
                 )
+            channels = getattr(self.layers[0], "in_channels", None)
+            if x.ndim == 3 and channels is not None and x.shape[0] != channels:
+                # (n, H, W) grey pictures read as one image of n channels: say so.
+                raise ValueError(
+                    f"{self.layers[0].name}: one image must be shaped ({channels}, H, W), got "
+                    f"shape {x.shape}" + (f"; for a batch of {len(x)} grey images add the "
+                                          "channel axis: x[:, None]" if channels == 1 else "")
+                )
         elif x.ndim not in (1, 2):
+            width = self.in_features
+            flat = width is not None and x.ndim > 2 and math.prod(x.shape[1:]) == width
             raise ValueError(
-                f"input must be one sample (features,) or a batch (n, features), got shape {x.shape}"
+                f"input must be one sample (features,) or a batch (n, features), got shape "
+                f"{x.shape}" + ("; flatten each sample: x.reshape(len(x), -1)" if flat else "")
+            )
+        elif x.ndim == 2 and self.in_features not in (None, x.shape[1]) \
+                and x.size == self.in_features:
+            raise ValueError(
+                f"input must be one sample ({self.in_features},) or a batch (n, "
+                f"{self.in_features}), got shape {x.shape}; for one {x.shape[0]}x{x.shape[1]} "
+                "image, flatten it: x.reshape(-1)"
             )
         return x
 
