@@ -199,7 +199,7 @@ def test_report_text_and_access():
     report = GradientReport(checks, rtol=1e-6, atol=1e-9, eps=1e-6)
     assert not report.ok and report.max_rel_error == 0.25
     assert list(report) == checks and report["input"] is checks[1]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="'b'"):
         report["b"]
     assert repr(report) == "GradientReport(ok=False, max_rel_error=2.500e-01)"
     header = "tensor  shape   checked  max abs error  max rel error  ok"

@@ -248,6 +248,7 @@ def test_configs_and_repr():
         0.01, 0.0, False, 0.0, True)
     assert cr.Adam().weight_decay == 0.0 and cr.Adam().decay_1d is True
     assert repr(cr.optimizers.Optimizer(0.5)) == "Optimizer(lr=0.5)"
+    assert cr.optimizers.Optimizer(0.5).get_config() == {"type": "Optimizer", "lr": 0.5}
     with pytest.raises(NotImplementedError):
         cr.optimizers.Optimizer(0.5).step([np.ones(1)], [np.ones(1)])
     with pytest.raises(ValueError, match=r"unknown optimizer 'rmsprop'; choose one of sgd, adam"):
