@@ -343,3 +343,9 @@ def test_pictures_in_the_wrong_shape_get_a_message_that_says_how_to_reshape():
         cnn.predict(np.zeros((5, 28, 28)))
     assert cnn.predict(np.zeros((5, 28, 28))[:, None]).shape == (5, 3)
     assert cnn.predict(np.zeros((1, 28, 28))).shape == (3,)  # one image (C, H, W)
+    with pytest.raises(ValueError, match=r"^training inputs must be images shaped \(n, C, H, W\), got "
+                       r"shape \(5, 28, 28\); for grey images add the channel axis: x\[:, None\]$"):
+        cnn.fit(np.zeros((5, 28, 28)), np.zeros(5, int), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^training inputs must be shaped \(n, features\), got shape "
+                       r"\(5, 1, 28, 28\); flatten each sample: x\.reshape\(len\(x\), -1\)$"):
+        mlp.fit(np.zeros((5, 1, 28, 28)), np.zeros((5, 10)), epochs=1, verbose=0)

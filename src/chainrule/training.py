@@ -506,9 +506,14 @@ def _check_data(network: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np
     x = np.asarray(x)
     if network.takes_images:
         if x.ndim != 4:
-            raise ValueError(f"{what} inputs must be images shaped (n, C, H, W), got shape {x.shape}")
+            grey = x.ndim == 3 and getattr(network.layers[0], "in_channels", None) == 1
+            raise ValueError(f"{what} inputs must be images shaped (n, C, H, W), got shape {x.shape}"
+                             + ("; for grey images add the channel axis: x[:, None]" if grey else ""))
     elif x.ndim != 2:
-        raise ValueError(f"{what} inputs must be shaped (n, features), got shape {x.shape}")
+        width = network.in_features
+        flat = width is not None and x.ndim > 2 and math.prod(x.shape[1:]) == width
+        raise ValueError(f"{what} inputs must be shaped (n, features), got shape {x.shape}"
+                         + ("; flatten each sample: x.reshape(len(x), -1)" if flat else ""))
     if len(x) == 0:
         raise ValueError(f"the {what} set is empty (0 samples)")
     y = np.asarray(y)
