@@ -349,3 +349,28 @@ def test_pictures_in_the_wrong_shape_get_a_message_that_says_how_to_reshape():
     with pytest.raises(ValueError, match=r"^training inputs must be shaped \(n, features\), got shape "
                        r"\(5, 1, 28, 28\); flatten each sample: x\.reshape\(len\(x\), -1\)$"):
         mlp.fit(np.zeros((5, 1, 28, 28)), np.zeros((5, 10)), epochs=1, verbose=0)
+
+
+def test_a_network_pickles_and_deep_copies_with_its_own_optimizer():
+    # joblib and Dask move networks between processes by pickle; Adam's moments travel
+    # with them, and each copy's optimizer trains that copy (not the original).
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+    net = cr.Network.from_sizes([4, 6, 3], loss="cross_entropy", optimizer=cr.Adam(lr=0.01),
+                                dtype="float64", seed=0)
+    net.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0, threads=1)
+    copies = [pickle.loads(pickle.dumps(net)), copy.deepcopy(net)]
+    for other in copies:
+        assert other.optimizer is not net.optimizer
+        assert other.optimizer._network() is other and net.optimizer._network() is net
+        assert other.optimizer.steps == net.optimizer.steps == 10
+        np.testing.assert_array_equal(other.optimizer.state[0]["v"], net.optimizer.state[0]["v"])
+    for model in (net, *copies):
+        model.fit(x, y, epochs=1, batch_size=8, seed=1, verbose=0, threads=1)
+    for other in copies:
+        for a, b in zip(net.parameters().values(), other.parameters().values()):
+            np.testing.assert_array_equal(a, b)
+    assert copy.copy(net).optimizer._network() is net  # a shallow copy shares it, unchanged

@@ -159,6 +159,14 @@ class Network:
         optimizer._network = weakref.ref(self)
         self._optimizer = optimizer
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # An unpickled or deep-copied network gets its own optimizer copy, whose weak
+        # reference back (not pickled, see Optimizer.__getstate__) is relinked here.
+        self.__dict__.update(state)
+        optimizer = self.__dict__.get("_optimizer")
+        if optimizer is not None and (optimizer._network is None or optimizer._network() is None):
+            optimizer._network = weakref.ref(self)
+
     # -- the math ---------------------------------------------------------------
 
     def forward(self, x: np.ndarray, training: bool | None = None) -> np.ndarray:

@@ -38,6 +38,15 @@ class Optimizer:
         self.state: list[dict[str, np.ndarray]] = []
         self.steps = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies and pickles (joblib, Dask, copy.deepcopy) leave out the weak reference to
+        # the network (its Network relinks it) and the flat views cached by array id
+        # (ids mean nothing for the copy's arrays).
+        state = dict(self.__dict__)
+        state.pop("_network", None)
+        state.pop("_views", None)
+        return state
+
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Update every ``params[i]`` in place from ``grads[i]``."""
         if len(self.state) != len(params):
