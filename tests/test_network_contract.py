@@ -236,6 +236,11 @@ def test_summary_table():
         "loss: SquaredError()   optimizer: SGD(lr=0.5, momentum=0.0, nesterov=False, "
         "weight_decay=0.0, decay_1d=True)",
     ]
+    starts_flat = cr.Network([cr.ReLU(), cr.Dense(3, 2)]).summary().splitlines()
+    assert starts_flat[2].split()[:4] == ["0", "ReLU()", "(batch,", "3)"]
+    deep = cr.Network([cr.Dense(2, 2)] + [cr.ReLU() for _ in range(10)])
+    rows = deep.summary().splitlines()
+    assert rows[0].startswith(" #  layer") and rows[12].startswith("10  ReLU()")
     images = cr.Network([cr.Flatten(), cr.Dense(12, 2)])
     rows = images.summary().splitlines()
     assert rows[2].split()[:3] == ["0", "Flatten()", "?"] and "(batch, 2)" in rows[3]
