@@ -692,6 +692,14 @@ def test_save_inputs_naming_a_file_is_refused_before_reading_pictures(capsys, tm
     assert err.strip().endswith("give a directory") and out == ""
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "2.5"])
+def test_threads_option_says_auto_is_allowed(capsys, value):
+    status, out, err = run(capsys, "train", "--threads", value)
+    assert status == 2 and "epoch" not in out
+    assert err.strip().splitlines()[-1] == ("chainrule train: error: argument --threads: expected "
+                                            f"auto or a positive whole number, got {value!r}")
+
+
 def test_a_picture_given_as_the_model_is_named(capsys, tmp_path, trained):
     pytest.importorskip("PIL")
     from PIL import Image

@@ -42,7 +42,12 @@ from ._common import (
 
 def _threads(text: str) -> int | str:
     """``--threads``: ``auto`` or a positive whole number (see ``chainrule.threads``)."""
-    return "auto" if text.strip().lower() == "auto" else positive_int(text)
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive whole number, got {text!r}") from None
 
 
 _ACTIVATION_NAMES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
