@@ -615,3 +615,23 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     if sys.platform != "win32":
         assert default_cache_dir() == tmp_path / "home" / ".cache" / "chainrule" / "mnist"
+
+
+def test_images_written_with_their_channel_axis_are_refused_saying_how_to_write_them(tmp_path):
+    # load_mnist(flatten=False) gives (n, 1, 28, 28); written as they are, they are not MNIST's
+    # (n, 28, 28) IDX layout.
+    (x, y), (x_test, y_test) = load_mnist(normalize=False, flatten=False)
+    assert x.shape[1:] == (1, 28, 28)
+    write_idx(tmp_path / "train-images-idx3-ubyte", x[:20])
+    write_idx(tmp_path / "train-labels-idx1-ubyte", y[:20].astype(np.uint8))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", x_test[:5, 0])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", y_test[:5].astype(np.uint8))
+    with pytest.raises(ValueError, match=re.escape(
+            f"{tmp_path / 'train-images-idx3-ubyte'}: expected uint8 images of shape (n, 28, 28), "
+            "got uint8 (20, 1, 28, 28); MNIST's IDX files hold no channel axis: write "
+            "images[:, 0] (or load with channels=False before write_idx)")):
+        load_mnist(tmp_path)
+    write_idx(tmp_path / "train-images-idx3-ubyte", x[:20, 0])
+    (back, labels), _ = load_mnist(tmp_path, normalize=False, flatten=False)
+    np.testing.assert_array_equal(back, x[:20])
+    np.testing.assert_array_equal(labels, y[:20])

@@ -236,9 +236,12 @@ def _check_headers(images: tuple[np.dtype, tuple[int, ...]],
     """Check an images file and a labels file against each other from their headers alone."""
     (img_dtype, img_shape), (lbl_dtype, lbl_shape) = images, labels
     if img_dtype != np.uint8 or len(img_shape) != 3 or img_shape[1:] != (28, 28):
+        channel = len(img_shape) == 4 and img_shape[1:] == (1, 28, 28)
         raise ValueError(
             f"{img_file}: expected uint8 images of shape (n, 28, 28), "
             f"got {img_dtype} {img_shape}"
+            + ("; MNIST's IDX files hold no channel axis: write images[:, 0] (or load with "
+               "channels=False before write_idx)" if channel else "")
         )
     if lbl_dtype != np.uint8 or len(lbl_shape) != 1:
         raise ValueError(f"{lbl_file}: expected a 1-D uint8 label array, got "
