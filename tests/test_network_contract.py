@@ -272,6 +272,8 @@ def test_from_sizes_structure():
     # He initialisation for relu (variance 2 / fan_in), Glorot otherwise (2 / (fan_in + fan_out))
     wide = cr.Network.from_sizes([400, 400, 1], activation="relu", seed=0)
     assert np.var(wide.layers[0].weight) == pytest.approx(2 / 400, rel=0.05)
+    wide = cr.Network.from_sizes([400, 400, 1], activation=cr.ReLU(), seed=0)
+    assert np.var(wide.layers[0].weight) == pytest.approx(2 / 400, rel=0.05)
     wide = cr.Network.from_sizes([400, 400, 1], activation=cr.LeakyReLU(0.1), seed=0)
     assert np.var(wide.layers[0].weight) == pytest.approx(2 / 400, rel=0.05)
     wide = cr.Network.from_sizes([400, 400, 1], activation="tanh", seed=0)
