@@ -461,3 +461,30 @@ def test_predict_large_input_with_threads_matches_rows():
     np.testing.assert_allclose(net.predict(x), expected, rtol=1e-12)
     np.testing.assert_allclose(net.predict(x, threads=2, batch_size=1000), expected, rtol=1e-12)
     np.testing.assert_allclose(net.predict(x, threads=None), expected, rtol=1e-12)
+
+
+def test_one_sample_predict_is_never_split():
+    net = linear_net()
+    x = np.array([1.0, 2.0])
+    for kwargs in ({"threads": 2}, {"batch_size": 1}, {"threads": 2, "batch_size": 1}):
+        np.testing.assert_array_equal(net.predict(x, **kwargs), [5.5, -2.0])
+
+
+def test_predict_writes_no_cache():
+    net = linear_net()
+    net.predict(np.ones((3, 2)))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        net.backward(np.ones((3, 2)))
+
+
+def test_train_step_trains_whatever_the_mode(path):
+    dense = cr.Dense(2, 1, bias=False)
+    dense.weight = [[1.0, 1.0]]
+    net = cr.Network([cr.Dropout(0.5, seed=0), dense], optimizer=cr.SGD(lr=0.0),
+                     dtype="float64").eval()
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    draws = np.random.default_rng(0)
+    for weights in (None, np.ones(4)):  # with weights, the NumPy step whatever the path
+        pred = (x * (draws.random((4, 2)) >= 0.5) / 0.5).sum(axis=1)
+        assert net.train_step(x, y, sample_weight=weights) == pytest.approx(np.mean(pred**2),
+                                                                            rel=1e-15)
