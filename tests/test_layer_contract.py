@@ -251,6 +251,7 @@ def test_dropout_keeps_a_draw_equal_to_p():
 
 def test_dropout_passes_through_in_inference_and_with_p_zero():
     x = np.ones((2, 3))
+    assert cr.Dropout(0.5).backward(x) is x  # nothing dropped yet
     layer = cr.Dropout(0.5, seed=0)
     layer.forward(x, True)
     assert layer.forward(x) is x

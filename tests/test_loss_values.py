@@ -253,6 +253,15 @@ def test_regression_targets_reshapes_and_messages():
         loss.check_targets((2, 1), [1, 2, 3])
     with pytest.raises(ValueError, match=r"^got 1 targets for 2 samples$"):
         loss.check_targets((2, 3), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"^target shape \(5,\) does not match prediction shape "
+                                         r"\(2, 3\)$"):
+        loss.check_targets((2, 3), [0.5, 1.5, 2.5, 3.5, 4.5])
+    with pytest.raises(ValueError, match=r"^target shape \(3, 2\) does not match prediction shape "
+                                         r"\(2, 1\)$"):
+        loss.check_targets((2, 1), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"^target shape \(\) does not match prediction shape "
+                                         r"\(2, 1\)$"):
+        loss.check_targets((2, 1), 3.0)
     with pytest.raises(ValueError, match=r"^target shape \(2, 2\) does not match prediction shape "
                                          r"\(2, 3\)$"):
         loss.check_targets((2, 3), np.zeros((2, 2)))
