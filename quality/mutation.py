@@ -50,18 +50,22 @@ MATH_MODULES = [
     "kernels/*",
 ]
 #: The tests that exercise the math (running all of them per mutant costs minutes each).
-MATH_TESTS = [
+SUITE_TESTS = [
     "test_layers.py", "test_activations.py", "test_losses.py", "test_optimizers.py",
     "test_network.py", "test_gradcheck.py", "test_formulas.py", "test_training.py",
     "test_faults.py", "test_reference_torch.py", "test_review_fixes.py",
     "test_performance_paths.py", "test_conv.py", "test_pooling.py", "test_normalization.py",
     "test_cnn.py", "test_reference_torch_conv.py", "test_kernels.py", "test_checkpoint.py",
     "test_diagnostics.py",
-    # written to kill mutants (quality/MUTATION.md)
+]
+#: Tests written to kill mutants (what ``--resume`` refreshes: they test the math only,
+#: so they still fit a scratch copy of the library taken earlier).
+MUTANT_TESTS = [
     "test_optimizer_rules.py", "test_activation_values.py", "test_loss_values.py",
     "test_layer_contract.py", "test_network_contract.py", "test_gradcheck_sensitivity.py",
     "test_image_layer_contract.py",
 ]
+MATH_TESTS = SUITE_TESTS + MUTANT_TESTS
 
 #: A ``torch`` that cannot be imported: put first on PYTHONPATH to hide the real one.
 NO_TORCH = "raise ModuleNotFoundError(\"No module named 'torch' (hidden by quality/mutation.py)\", name='torch')\n"
@@ -91,17 +95,17 @@ def scratch_copy(modules: list[str], tests: list[str], hide_torch: bool) -> Path
 
 
 def refresh_tests(work: Path) -> None:
-    """Copy today's tests into a kept scratch directory (for ``--resume``).
+    """Copy today's ``MUTANT_TESTS`` into a kept scratch directory (for ``--resume``).
 
-    The selection in ``setup.cfg`` stays as it was: mutmut resets every cached
-    result when the selection changes, so only files already selected count
-    (with their new tests); a new test file needs a fresh run.
+    Only those: the rest of the suite may test library changes made since the
+    scratch copy was taken. The selection in ``setup.cfg`` stays as it was:
+    mutmut resets every cached result when the selection changes, so a test
+    file not selected there needs a fresh run.
     """
-    for target in (work / "tests", work / "mutants" / "tests"):
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(ROOT / "tests", target,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in MUTANT_TESTS:
+        for target in (work / "tests", work / "mutants" / "tests"):
+            if (target / name).exists():
+                shutil.copy2(ROOT / "tests" / name, target / name)
 
 
 def run_mutmut(work: Path, hide_torch: bool, max_children: int,
