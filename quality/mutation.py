@@ -210,6 +210,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "quality" / "MUTATION.md")
     parser.add_argument("--keep", action="store_true",
                         help="keep each scratch directory (to run `mutmut show NAME` there)")
+    parser.add_argument("--no-refresh", action="store_true",
+                        help="with --resume: keep the tests already in the scratch directories")
     parser.add_argument("--full-torch", action="store_true",
                         help="mutate everything again for the torch run (by default the torch "
                              "run re-tests only the no-torch run's survivors, with torch importable)")
@@ -272,7 +274,7 @@ def main() -> int:
                     [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
                     env=env, capture_output=True, text=True).stdout).items()
                     if s not in ("killed", "timeout", "caught by type check")]
-                if kept != "derived":  # the torch run keeps the no-torch run's tests
+                if kept != "derived" and not args.no_refresh:  # derived: no-torch run's tests
                     refresh_tests(work)
                 print(f"{run}: re-running {len(survived)} survivors in {work}", flush=True)
                 if survived:
