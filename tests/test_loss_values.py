@@ -410,3 +410,29 @@ def test_get_loss_names_configs_and_errors():
                                          r"SquaredError, MeanSquaredError, CrossEntropy, "
                                          r"BinaryCrossEntropy$"):
         get_loss({"type": "Hinge"})  # a config names the class, so the choices are classes
+
+
+def test_one_sample_with_weights():
+    loss = cr.CrossEntropy()
+    z = np.array([1.0, 2.0, 0.5])
+    single = lse(z) - 2.0
+    assert loss.forward(z, 1, sample_weight=[3.0]) == pytest.approx(3 * single, rel=1e-14)
+    assert loss.forward(z, 1, class_weight=[1.0, 4.0, 1.0]) == pytest.approx(single, rel=1e-14)
+    assert loss.forward(z, [0.0, 1.0, 0.0], class_weight=[1.0, 4.0, 1.0]) == pytest.approx(
+        single, rel=1e-14)
+    p = np.exp(z) / np.exp(z).sum()
+    np.testing.assert_allclose(loss.backward(), p - [0.0, 1.0, 0.0], rtol=1e-13)
+
+
+def test_weighted_gradient_keeps_the_prediction_dtype():
+    loss = cr.SquaredError()
+    loss.forward(np.ones((2, 1), np.float32), [0.0, 0.0], sample_weight=[1.0, 2.0])
+    g = loss.backward()
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, [[1.0], [2.0]])
+
+
+def test_a_nan_label_is_not_an_integer():
+    with pytest.raises(ValueError, match=r"^class label (np\.float64\()?nan\)? at index 1 is not "
+                                         r"an integer$"):
+        cr.CrossEntropy().forward(np.zeros((2, 2)), [0.0, float("nan")])

@@ -149,6 +149,47 @@ def test_weight_decay_changed_between_steps_takes_effect(path):
     np.testing.assert_allclose(p, 1.9 - 0.1 * 0.5 * 1.9, rtol=1e-12)
 
 
+def test_toggling_decay_1d_on_the_same_arrays_takes_effect(path):
+    w, b = np.full((2, 2), 2.0), np.full(2, 2.0)
+    gw, gb = np.zeros((2, 2)), np.zeros(2)
+    opt = cr.SGD(lr=0.1, weight_decay=0.5, decay_1d=False)
+    opt.step([w, b], [gw, gb])
+    np.testing.assert_allclose(b, 2.0)
+    opt.decay_1d = True
+    opt.step([w, b], [gw, gb])  # now the bias decays: 2 - 0.1 * 0.5 * 2
+    np.testing.assert_allclose(b, 1.9, rtol=1e-12)
+
+
+def test_reset_then_the_same_arrays_start_afresh(path):
+    p, g = np.full((2, 2), 1.0), np.full((2, 2), 2.0)
+    opt = cr.SGD(lr=0.1, momentum=0.9)
+    opt.step([p], [g])  # buffer 2, p = 0.8
+    opt.reset()
+    opt.step([p], [g])  # a fresh buffer: 2 again, p = 0.6
+    np.testing.assert_allclose(p, 0.6, rtol=1e-12)
+    adam = cr.Adam(lr=0.1)
+    q = np.full((2, 2), 1.0)
+    adam.step([q], [np.full((2, 2), 5.0)])
+    adam.reset()
+    adam.step([q], [np.full((2, 2), -1.0)])  # first step again: +lr
+    np.testing.assert_allclose(q, 1.0, rtol=1e-6)
+
+
+def test_no_parameters_is_a_step_that_changes_nothing(path):
+    for opt in (cr.SGD(momentum=0.5), cr.Adam()):
+        opt.step([], [])
+        assert opt.steps == 1 and opt.state == []
+
+
+def test_float16_parameters_take_the_numpy_rule(path):
+    p = np.full((2, 2), 1.5, np.float16)
+    opt = cr.SGD(lr=0.125, momentum=0.5)
+    for g in (0.5, -1.5):
+        opt.step([p], [np.full((2, 2), g, np.float16)])
+    assert p.dtype == np.float16
+    np.testing.assert_allclose(p, sgd_reference(1.5, [0.5, -1.5], 0.125, 0.5), rtol=1e-3)
+
+
 def test_float32_steps_match_float64(path):
     opt32 = cr.Adam(lr=0.05, weight_decay=0.05)
     opt64 = cr.Adam(lr=0.05, weight_decay=0.05)
