@@ -488,3 +488,25 @@ def test_train_step_trains_whatever_the_mode(path):
         pred = (x * (draws.random((4, 2)) >= 0.5) / 0.5).sum(axis=1)
         assert net.train_step(x, y, sample_weight=weights) == pytest.approx(np.mean(pred**2),
                                                                             rel=1e-15)
+
+
+def test_new_network_is_not_stopping():
+    assert linear_net().stop_training is False
+
+
+def test_one_image_train_step(path):
+    def make():
+        return cr.Network([cr.Conv2D(1, 2, 2, seed=0), cr.Flatten(), cr.Dense(8, 1, seed=1)],
+                          optimizer=cr.SGD(lr=0.1), dtype="float64")
+
+    image = np.arange(9.0).reshape(1, 3, 3) / 9
+    one, batch = make(), make()
+    assert one.train_step(image, [0.5]) == batch.train_step(image[None], [[0.5]])
+    for name, value in one.parameters().items():
+        np.testing.assert_array_equal(value, batch.parameters()[name])
+
+
+def test_batchnorm_passes_the_channel_count_on():
+    with pytest.raises(ValueError, match=r"^layer 2 \(Conv2D\(3, 1, kernel_size=1\)\) expects 3 "
+                                         r"input channels but the layer before it produces 2$"):
+        cr.Network([cr.Conv2D(1, 2, 3), cr.BatchNorm2d(2), cr.Conv2D(3, 1, 1)])
