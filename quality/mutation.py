@@ -210,6 +210,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "quality" / "MUTATION.md")
     parser.add_argument("--keep", action="store_true",
                         help="keep each scratch directory (to run `mutmut show NAME` there)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="with --resume: only write the report of what the kept directories "
+                             "hold (mutants not yet checked are counted apart)")
     parser.add_argument("--no-refresh", action="store_true",
                         help="with --resume: keep the tests already in the scratch directories")
     parser.add_argument("--full-torch", action="store_true",
@@ -244,6 +247,20 @@ def main() -> int:
         plans = [("no-torch" if (work / "_no_torch").exists() else "torch", work)
                  for work in args.resume]
     resumed_no_torch = [p for p in plans if p[0] == "no-torch" and isinstance(p[1], Path)]
+    if args.report_only:
+        for run, work in plans:
+            results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
+                                     cwd=work, env=env, capture_output=True, text=True).stdout
+            statuses = parse(results)
+            survivors = {n: diff_of(work, n, env) for n, s in statuses.items()
+                         if s == "survived" and n not in equivalent}
+            part = report(run, statuses, 0.0, survivors, equivalent)
+            part[2] = part[2].replace(" in 0.0 min", "")
+            lines += part
+            print("\n".join(part[:3]), flush=True)
+        args.out.write_text("\n".join(lines))
+        print(f"wrote {args.out}")
+        return 0
     if not args.full_torch and set(args.runs) == {"torch", "no-torch"} and (
             not args.resume or (len(plans) == 1 and resumed_no_torch)):
         # Torch only adds tests (the reference tests that importorskip it), so a mutant
