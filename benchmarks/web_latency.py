@@ -81,8 +81,9 @@ def main() -> None:
                 for x, y in points[1:]:
                     actions.move_to_element_with_offset(canvas, x - half, y - half)
                 actions.release().perform()
-                WebDriverWait(driver, 30, poll_frequency=0.01).until(lambda d: d.execute_script(
-                    "return window.chainrule.predictions") > done)
+                WebDriverWait(driver, 30, poll_frequency=0.01).until(
+                    lambda d, seen=done: d.execute_script(
+                        "return window.chainrule.predictions") > seen)
                 if i:
                     latencies.append(driver.execute_script(
                         "return window.chainrule.latencies.at(-1)"))

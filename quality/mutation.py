@@ -128,7 +128,7 @@ def run_mutmut(work: Path, hide_torch: bool, max_children: int,
     if "failed to collect stats" in text or "Running mutation testing" not in text:
         # mutmut first runs the tests unmutated: they must pass for any score to mean anything
         tail = "\n".join(line for line in text.replace("\r", "\n").splitlines()
-                         if line.strip() and not line.lstrip()[:1] in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")[-40:]
+                         if line.strip() and line.lstrip()[:1] not in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")[-40:]
         raise SystemExit(f"mutmut could not run the unmutated tests in {work}:\n{tail}")
     results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
                              cwd=work, env=env, capture_output=True, text=True).stdout
@@ -187,7 +187,7 @@ def report(run: str, statuses: dict[str, str], elapsed: float, survivors: dict[s
     other = {s for s in statuses.values()} - {"killed", "survived", "timeout", "suspicious",
                                                "segfault"}
     if other:
-        lines += [f"Not counted: " + ", ".join(
+        lines += ["Not counted: " + ", ".join(
             f"{sum(1 for s in statuses.values() if s == o)} {o}" for o in sorted(other)), ""]
     lines += ["| module | mutants | killed | survived |", "|---|---:|---:|---:|"]
     for module in sorted({module_of(n) for n in counted}):

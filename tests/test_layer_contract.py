@@ -63,7 +63,7 @@ def test_layers_keep_no_training_mode():
     message = (r"^ReLU keeps no training mode: pass forward\(x, training=\.\.\.\), or set it on the "
                r"network \(net\.train\(\), net\.eval\(\), net\.training\)$")
     with pytest.raises(AttributeError, match=message):
-        cr.ReLU().training
+        _ = cr.ReLU().training
     with pytest.raises(AttributeError, match=message):
         cr.ReLU().training = True
 

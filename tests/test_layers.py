@@ -147,7 +147,7 @@ def test_layers_keep_no_training_mode():
     with pytest.raises(AttributeError, match="net.eval"):
         layer.training = False
     with pytest.raises(AttributeError, match="keeps no training mode"):
-        layer.training
+        _ = layer.training
 
 
 def _state(layer):

@@ -20,7 +20,17 @@ from .errors import (
 )
 from .gradcheck import GradientReport, check_gradients
 from .io import load
-from .layers import AvgPool2D, BatchNorm1d, BatchNorm2d, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from .layers import (
+    AvgPool2D,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+)
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError, SquaredError
 from .network import Network
 from .optimizers import SGD, Adam, Optimizer

@@ -343,9 +343,8 @@ def fit(
         x, y = x[train], y[train]
         sample_weight = None if sample_weight is None else sample_weight[train]
         n = len(x)
-    if sample_weight is not None:
-        if not sample_weight.any():
-            raise ValueError("every sample_weight is 0: there is nothing to train on")
+    if sample_weight is not None and not sample_weight.any():
+        raise ValueError("every sample_weight is 0: there is nothing to train on")
     if class_weight is not None:
         # Resolved once over the whole training set ("balanced" counts every class).
         class_weight = network.loss.class_weights(class_weight, y, network.out_features)
