@@ -268,3 +268,17 @@ def test_dropout_passes_through_in_inference_and_with_p_zero():
         with pytest.raises(ValueError, match=rf"^Dropout probability p must be in \[0, 1\), got "
                                              rf"{p}$"):
             cr.Dropout(p)
+
+
+def test_default_repr_joins_every_setting():
+    class Two(Layer):
+        def get_config(self):
+            return {"type": "Two", "a": 1, "b": "x"}
+
+    assert repr(Two()) == "Two(a=1, b='x')"
+
+
+def test_a_dense_layer_too_large_for_memory_says_what_to_do():
+    with pytest.raises(MemoryError, match=r"^Dense\(1000000, 1000000\) .*needs about 8\.0 TB, but "
+                                          r"only .* is available .*; use a narrower layer$"):
+        cr.Dense(10**6, 10**6, dtype="float64")
