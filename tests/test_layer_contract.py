@@ -192,6 +192,7 @@ def test_dense_construction_and_config():
     np.testing.assert_array_equal(same.weight, layer.weight)
     assert cr.Dense(2, 2, dtype="float32").weight.dtype == np.float32
     assert cr.Dense(2, 2, dtype="float32").bias.dtype == np.float32
+    assert {g.dtype for g in cr.Dense(2, 2, dtype="float32").grads.values()} == {np.dtype(np.float32)}
     assert cr.Dense(np.int64(2), 1).in_features == 2
     rebuilt = cr.Dense.from_config({"in_features": 4, "out_features": 3, "bias": True})
     assert not rebuilt.weight.any() and rebuilt.use_bias
