@@ -25,7 +25,7 @@ allocations) beside each process's peak resident size.
 
 Usage::
 
-    python benchmarks/cnn_vs_torch.py                  # 12 epochs, both, 2 threads
+    python benchmarks/cnn_vs_torch.py                  # 12 epochs (the PyTorch reference's), both, 2 threads
     python benchmarks/cnn_vs_torch.py --epochs 1       # a quick look
     python benchmarks/cnn_vs_torch.py --layers-only    # just the per-layer times
 
