@@ -63,7 +63,7 @@ SUITE_TESTS = [
 MUTANT_TESTS = [
     "test_optimizer_rules.py", "test_activation_values.py", "test_loss_values.py",
     "test_layer_contract.py", "test_network_contract.py", "test_gradcheck_sensitivity.py",
-    "test_image_layer_contract.py",
+    "test_image_layer_contract.py", "test_image_layer_values.py",
 ]
 MATH_TESTS = SUITE_TESTS + MUTANT_TESTS
 
