@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.layers.pooling import MaxPool2D, AvgPool2D
+from chainrule.layers.pooling import AvgPool2D, MaxPool2D
 
 
 def _xcorr(x, w, b, stride=(1, 1)):

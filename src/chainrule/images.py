@@ -53,13 +53,14 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 import warnings
 from collections.abc import Sequence
 from os import PathLike
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from ._files import open_regular
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -138,23 +139,11 @@ def _one_line(error: BaseException, limit: int = 200) -> str:
 def _open_regular(path: str) -> BinaryIO:
     """Open ``path`` for reading only if it is a regular file (never blocks on a FIFO)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no image file at {path}") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{path} is a directory, not a picture file") from None
+        return open_regular(path, "picture file", ImageReadError, missing="image file")
+    except (FileNotFoundError, ImageReadError):
+        raise
     except OSError as error:
         raise ImageReadError(f"{path} cannot be opened: {_one_line(error)}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)"
-                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-        raise ImageReadError(f"{path} is {kind}, not a picture file")
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
 
 
 def load_image(path: str | PathLike, *, thicken: bool = True,

@@ -52,6 +52,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._files import describe_node
 from ._version import __version__
 from .errors import InsufficientMemoryError, ModelFileError, UnverifiedFileWarning
 
@@ -594,16 +595,6 @@ def _allocate(shape: tuple[int, ...], dtype: Any, path: str) -> np.ndarray:
         ) from None
 
 
-def _describe_node(mode: int) -> str | None:
-    """What a non-regular file is, in words."""
-    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                        (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return words
-    return None if stat.S_ISREG(mode) else "not a regular file"
-
-
 _MAGIC = (
     (b"\x89PNG", "a PNG picture"), (b"\xff\xd8\xff", "a JPEG picture"), (b"GIF8", "a GIF picture"),
     (b"BM", "a BMP picture"), (b"II*\x00", "a TIFF picture"), (b"MM\x00*", "a TIFF picture"),
@@ -651,7 +642,7 @@ def open_safetensors(path: str | PathLike, kind: str = "model file") -> Safetens
         raise FileNotFoundError(errno.ENOENT, f"no {kind} at {path}", path) from None
     except OSError as error:
         raise ModelFileError(f"{path}: cannot be read: {error.strerror or error}") from None
-    what = _describe_node(node.st_mode)
+    what = describe_node(node.st_mode)
     if what is not None:
         raise ModelFileError(f"{path} is {what}, not a {kind}")
     try:
@@ -664,7 +655,7 @@ def open_safetensors(path: str | PathLike, kind: str = "model file") -> Safetens
         raise ModelFileError(f"{path}: cannot be read: {error.strerror or error}") from None
     try:
         st = os.fstat(fd)
-        what = _describe_node(st.st_mode)
+        what = describe_node(st.st_mode)
         if what is not None:
             raise ModelFileError(f"{path} is {what}, not a {kind}")
         return _read_header(path, fd, st.st_size)

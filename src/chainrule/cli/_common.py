@@ -12,7 +12,6 @@ import argparse
 import errno
 import importlib.util
 import os
-import stat
 import sys
 import tempfile
 import warnings
@@ -220,18 +219,13 @@ def not_a_regular_file(path: str | os.PathLike) -> str | None:
     Checked before anything opens the file: reading a named pipe would wait
     for a writer for ever.
     """
+    from .._files import describe_node
+
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return None  # missing: the caller's open reports it
-    if stat.S_ISREG(mode):
-        return None
-    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return what
-    return "not a regular file"
+    return describe_node(mode)
 
 
 #: Leading bytes of the picture formats a user may hand over by mistake.

@@ -23,7 +23,6 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import stat
 import struct
 import zlib
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .._files import open_regular as _open_regular
 from ..io import atomic_write
 
 __all__ = ["DEFAULT_MAX_BYTES", "MAX_NDIM", "IDXFormatError", "read_idx", "read_idx_header",
@@ -122,38 +122,18 @@ def _check_cap(name: str, dtype: np.dtype, shape: tuple[int, ...], max_bytes: in
             f"more than max_bytes={max_bytes:,}; pass a larger max_bytes to read it")
 
 
-def open_regular(path: PathLike, what: str = "file") -> BinaryIO:
+def open_regular(path: PathLike, what: str = "IDX file") -> BinaryIO:
     """Open ``path`` for binary reading if it is a regular file, without ever blocking.
-
-    A FIFO is opened non-blocking (so a missing writer cannot hang the call)
-    and refused, like a directory, a device or a socket, with a message that
-    says what it is.
 
     Raises
     ------
     FileNotFoundError
         If nothing is at ``path``.
     IDXFormatError
-        If ``path`` is not a regular file.
+        If ``path`` is a directory, FIFO, device or socket (see
+        ``chainrule._files.open_regular``).
     """
-    name = os.fspath(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(name, flags)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no {what} at {name}") from None
-    except IsADirectoryError:
-        raise IDXFormatError(f"{name} is a directory, not an IDX file") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)"
-                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-        raise IDXFormatError(f"{name} is {kind}, not an IDX file")
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+    return _open_regular(path, what, IDXFormatError)
 
 
 def _to_native(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
