@@ -148,20 +148,7 @@ def run(args: argparse.Namespace) -> int:
         validation=args.validation, seed=args.seed,
     )
     _check_final_lr(recipe)
-    # Every file the run will write is checked now, not after the training.
-    out = Path(args.out or DEFAULT_MODEL)
-    check_writable_file(out, "--out")
-    if args.checkpoint_every and not args.checkpoint:
-        raise ValueError("--checkpoint-every needs --checkpoint PATH to say where to save")
-    if args.checkpoint:
-        check_writable_file(args.checkpoint, "--checkpoint")
-        _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
-        _refuse_overwriting_checkpoint(args.checkpoint, args.resume)
-    if args.resume:
-        _refuse_same_file(out, "--out", args.resume, "--resume")
-    if args.plots:
-        check_plot_dir(args.plots, "--plots")
-    _check_shift(recipe.max_shift)
+    out = _check_outputs(args, Path(args.out or DEFAULT_MODEL), recipe.max_shift)
 
     saved = None
     if args.resume:
@@ -270,24 +257,13 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
         batch_norm=args.batch_norm or None,
     )
     _check_final_lr(recipe)
-    out = Path(args.out or DEFAULT_CNN_MODEL)
-    check_writable_file(out, "--out")
-    if args.checkpoint_every and not args.checkpoint:
-        raise ValueError("--checkpoint-every needs --checkpoint PATH to say where to save")
-    if args.checkpoint:
-        check_writable_file(args.checkpoint, "--checkpoint")
-        _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
-        _refuse_overwriting_checkpoint(args.checkpoint, args.resume)
-    if args.plots:
-        check_plot_dir(args.plots, "--plots")
-    _check_shift(recipe.max_shift)
+    out = _check_outputs(args, Path(args.out or DEFAULT_CNN_MODEL), recipe.max_shift)
     saved = None
     if args.resume:
         # The network, optimizer and random state come from the checkpoint; repeat the
         # first run's other options (fit warns if the batch size or data differ).
         from ..checkpoint import load_checkpoint
 
-        _refuse_same_file(out, "--out", args.resume, "--resume")
         if not Path(args.resume).is_file():
             raise FileNotFoundError(f"no checkpoint file at {args.resume}")
         saved = load_checkpoint(args.resume)
@@ -396,6 +372,26 @@ def _check_shift(max_shift: int) -> None:
         raise ValueError(f"--shift {max_shift} is too large: shifts of 0 to 13 pixels fit the "
                          "28x28 digits") from None
 
+
+
+def _check_outputs(args: argparse.Namespace, out: Path, max_shift: int) -> Path:
+    """Check every file the run will write, and the shift, before any training; returns ``out``.
+
+    Shared by the MLP and CNN runs, so both refuse the same mistakes up front.
+    """
+    check_writable_file(out, "--out")
+    if args.checkpoint_every and not args.checkpoint:
+        raise ValueError("--checkpoint-every needs --checkpoint PATH to say where to save")
+    if args.checkpoint:
+        check_writable_file(args.checkpoint, "--checkpoint")
+        _refuse_same_file(out, "--out", args.checkpoint, "--checkpoint")
+        _refuse_overwriting_checkpoint(args.checkpoint, args.resume)
+    if args.resume:
+        _refuse_same_file(out, "--out", args.resume, "--resume")
+    if args.plots:
+        check_plot_dir(args.plots, "--plots")
+    _check_shift(max_shift)
+    return out
 
 def _check_final_lr(recipe: Any) -> None:
     """The cosine only goes down: say so in the options' own names."""
