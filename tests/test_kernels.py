@@ -159,6 +159,61 @@ def test_optimizer_kernels_match_the_numpy_rule(make, path):
             np.testing.assert_allclose(sb[key], sa[key], rtol=RTOL, atol=ATOL)
 
 
+def test_optimizer_kernel_follows_changes_between_steps_with_the_same_lists(path):
+    """The kernel step passes the same lists every step, and the optimizer keeps its flat
+    views for them; a changed weight decay, a reset or loaded state must still be seen."""
+    rng = _rng(7)
+    shapes = [(5, 3), (5,)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    runs = {}
+    for mode in ("numpy", "numba"):
+        path(mode)
+        opt = cr.SGD(lr=0.1, momentum=0.9)
+        params = [p.copy() for p in start]
+        grads = [np.zeros(s, np.float32) for s in shapes]
+        for step in range(6):
+            for g, s in zip(grads, shapes):
+                g[...] = _rng(20 + step).standard_normal(s)
+            if step == 2:
+                opt.weight_decay = 0.5
+            if step == 4:
+                opt.reset()
+            if step == 5:
+                opt.state = [{"momentum": np.full(s, 0.25, np.float32)} for s in shapes]
+            opt.step(params, grads)
+        runs[mode] = params
+    for a, b in zip(runs["numpy"], runs["numba"]):
+        np.testing.assert_allclose(b, a, rtol=RTOL, atol=ATOL)
+
+
+def test_fit_checks_the_targets_once_and_trains_as_train_step(path, monkeypatch):
+    """fit validates the whole training set once; its steps then skip the per-batch check
+    on the kernel path and still train exactly as a loop of train_step does."""
+    rng = _rng(8)
+    x = rng.standard_normal((12, 6)).astype(np.float32)
+    for y, loss in ((rng.integers(0, 3, 12), "cross_entropy"),
+                    (np.eye(3, dtype=np.float32)[rng.integers(0, 3, 12)], "cross_entropy"),
+                    (rng.standard_normal((12, 3)).astype(np.float32), "squared_error")):
+        for batch in (1, 4):
+            path("numba")
+            looped = cr.Network.from_sizes([6, 5, 3], loss=loss, optimizer=cr.SGD(lr=0.1), seed=0)
+            losses = [looped.train_step(x[i] if batch == 1 else x[i : i + batch],
+                                        y[i] if batch == 1 else y[i : i + batch])
+                      for i in range(0, 12, batch)]
+            fitted = cr.Network.from_sizes([6, 5, 3], loss=loss, optimizer=cr.SGD(lr=0.1), seed=0)
+            calls = []
+            check = type(fitted.loss).check_targets
+            monkeypatch.setattr(type(fitted.loss), "check_targets",
+                                lambda self, *a, calls=calls, check=check, **k:
+                                calls.append(a[0]) or check(self, *a, **k))
+            history = fitted.fit(x, y, batch_size=batch, shuffle=False, verbose=0, threads=1)
+            monkeypatch.undo()
+            assert calls == [(12, 3)], (loss, batch)
+            assert history.history["loss"][0] == pytest.approx(np.mean(losses), rel=1e-5)
+            for name, p in looped.parameters().items():
+                np.testing.assert_array_equal(fitted.parameters()[name], p, err_msg=name)
+
+
 def test_optimizer_kernel_leaves_odd_layouts_to_numpy(path):
     path("numba")
     p = np.asfortranarray(np.ones((3, 2), np.float32))  # not C-contiguous: the NumPy rule runs

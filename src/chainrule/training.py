@@ -359,10 +359,14 @@ def fit(
             val_weight = check_sample_weight(validation_data[2], len(x_val))
     n_batches = math.ceil(n / batch_size)
     # BLAS threads for the steps' products (chainrule.threads): measured, fixed, or left alone.
+    # The targets passed check_targets as a whole above (when the network's outputs are
+    # known): the steps need not check each batch again.
     train_step = network.train_step
+    if network.out_features is not None and sample_weight is None and class_weight is None:
+        train_step = network._train_step_checked
     policy = thread_policy(threads, network, batch_size)
     if policy is not None and (policy.adaptive or policy.choice != blas_threads()):
-        train_step = policy.wrap(network.train_step)
+        train_step = policy.wrap(train_step)
     settings = {"batch_size": batch_size, "shuffle": bool(shuffle), "samples": n,
                 "seed": seed if isinstance(seed, int) else None}
     if validation_split is not None:

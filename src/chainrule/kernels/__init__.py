@@ -83,14 +83,14 @@ def compiled() -> Any:
     return _elementwise
 
 
-def train_step(network: Any, x: Any, y: Any) -> float:
+def train_step(network: Any, x: Any, y: Any, checked: bool = False) -> float:
     """``Network.train_step`` with the fused kernels: see ``kernels/step.py``."""
     global _step
     if _step is None:
         from .step import train_step as step
 
         _step = step
-    return _step(network, x, y)
+    return _step(network, x, y, checked)
 
 
 _step: Any = None

@@ -105,6 +105,10 @@ class _Plan:
             self.widths = [b.weight.shape[0] for b in blocks]
             self.grad_weights = tuple(b.grad_weight for b in blocks)
             self.grad_biases = tuple(b.grad_bias for b in blocks)
+            # Each block's Dense output and block output, reused from step to step (the
+            # layers' caches point at them, as they would at fresh arrays).
+            self.pres = tuple(np.empty(n, dtype) for n in self.widths)
+            self.outs = tuple(np.empty(n, dtype) for n in self.widths)
 
 
 #: Weights up to which one sample takes the one-call kernels (``forward_one``, ``backward_one``).
@@ -117,15 +121,19 @@ def _key(network: Any) -> tuple:
             *(id(p) for layer in network.layers for p in layer.params.values()))
 
 
-def train_step(network: Any, x: Any, y: Any) -> float:
-    """One optimizer step on ``(x, y)``, as ``Network.train_step``; returns the loss before it."""
+def train_step(network: Any, x: Any, y: Any, checked: bool = False) -> float:
+    """One optimizer step on ``(x, y)``, as ``Network.train_step``; returns the loss before it.
+
+    ``checked``: ``y`` is already what ``network.loss.check_targets`` returns
+    for it (``fit`` checks the whole training set once), so it is not checked again.
+    """
     plan = getattr(network, "_kernel_plan", None)
     if plan is None or plan.key != _key(network):
         plan = network._kernel_plan = _Plan(network)
     x = network._as_input(x)
     single = x.ndim in (1, 3)  # one sample (features,) or one image (C, H, W): a batch of one
     if single and plan.small and x.ndim == 1 and x.shape[0] == plan.weights[0].shape[1]:
-        return _small_step(network, plan, x, y)
+        return _small_step(network, plan, x, y, checked)
     a = x[None] if single else x
     inputs: list[np.ndarray] = []
     for item in plan.items:
@@ -144,7 +152,7 @@ def train_step(network: Any, x: Any, y: Any) -> float:
             a = item.forward(a, True)
     inputs.append(a)  # inputs[i + 1] is the output of item i
 
-    loss, grad = _loss(network.loss, a, y, single)
+    loss, grad = _loss(network.loss, a, y, single, checked)
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"the loss is {loss}; the weights were left as they were")
 
@@ -186,17 +194,15 @@ def _cache(block: _Block, x: np.ndarray, z: np.ndarray, out: np.ndarray) -> None
         act._y = out
 
 
-def _small_step(network: Any, plan: _Plan, x: np.ndarray, y: Any) -> float:
+def _small_step(network: Any, plan: _Plan, x: np.ndarray, y: Any, checked: bool) -> float:
     """One sample through a small all-block network: ``forward_one``, the loss, ``backward_one``."""
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
-    dtype = x.dtype
-    pres = tuple(np.empty(n, dtype) for n in plan.widths)
-    outs = tuple(np.empty(n, dtype) for n in plan.widths)
+    pres, outs = plan.pres, plan.outs
     _k.forward_one(x, plan.weights, plan.biases, plan.kinds, plan.act_params, pres, outs)
     for block, a_in, z, out in zip(plan.blocks, (x, *outs[:-1]), pres, outs):
         _cache(block, a_in, z, out if block.act is not None else z)
-    loss, grad = _loss(network.loss, outs[-1][None, :], y, True)
+    loss, grad = _loss(network.loss, outs[-1][None, :], y, True, checked)
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"the loss is {loss}; the weights were left as they were")
     _k.backward_one(grad[0], x, plan.weights, plan.kinds, plan.act_params, outs,
@@ -205,17 +211,18 @@ def _small_step(network: Any, plan: _Plan, x: np.ndarray, y: Any) -> float:
     return loss
 
 
-def _loss(loss: Any, pred: np.ndarray, y: Any, single: bool) -> tuple[float, np.ndarray]:
+def _loss(loss: Any, pred: np.ndarray, y: Any, single: bool,
+          checked: bool = False) -> tuple[float, np.ndarray]:
     """The loss's value and ``dL/dpred`` (shaped like ``pred``, 2-D), by kernel where one exists.
 
     The targets go through the loss's own ``check_targets``, the one validation
-    the NumPy path uses too.
+    the NumPy path uses too, unless ``checked`` says they already did.
     """
     kind = type(loss)
     n, k = pred.shape
-    check = getattr(loss, "check_targets", None)
-    if check is not None and kind in (CrossEntropy, SquaredError, MeanSquaredError):
-        target = check(pred.shape[1:] if single else pred.shape, y, pred.dtype)
+    if kind in (CrossEntropy, SquaredError, MeanSquaredError):
+        target = np.asarray(y) if checked else \
+            loss.check_targets(pred.shape[1:] if single else pred.shape, y, pred.dtype)
         grad = np.empty_like(pred)
         if target.dtype.kind == "f":  # one row of floats per sample
             rows = target.reshape(n, k).astype(pred.dtype, copy=False)
