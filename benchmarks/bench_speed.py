@@ -52,8 +52,19 @@ CASES = {
     "tiny_341": ((3, 4, 1), 1, "sgd", 2000, 1000),
 }
 RECIPE_SAMPLES = (8192, 2048)
+#: The CNN recipe (chainrule.recipes_cnn: conv 32 5x5, pool, conv 64 5x5, pool, 128 hidden,
+#: dropout 0.3, Adam, batch 128), one epoch over this many digits (full, quick).
+CNN_SAMPLES = (1024, 512)
+#: Forward FLOPs per 28x28 digit of that CNN: each conv 2*k*k*c_in*c_out per output pixel,
+#: each Dense 2*in*out; a training step does about three times the forward's work, less the
+#: first conv's input gradient (which neither library computes).
+CNN_FORWARD = (2 * 25 * 1 * 32 * 28 * 28, 2 * 25 * 32 * 64 * 14 * 14, 2 * 3136 * 128, 2 * 128 * 10)
 #: Default thread counts the workers reported (chainrule: the BLAS's; PyTorch: its own).
 THREADS: dict[str, object] = {}
+
+
+def cnn_flops_per_sample() -> float:
+    return 3 * sum(CNN_FORWARD) - CNN_FORWARD[0]
 
 
 def flops_per_sample(sizes: tuple[int, ...]) -> float:
@@ -86,7 +97,15 @@ def worker_chainrule(case: str, samples: int, threads: str) -> dict:
     from chainrule import kernels
 
     threads_arg: int | str = threads if threads == "auto" else int(threads)
-    if case == "recipe":
+    if case == "cnn":
+        from chainrule.datasets import load_mnist
+        from chainrule.recipes_cnn import CNNRecipe, build_cnn
+
+        recipe = CNNRecipe()
+        net, batch = build_cnn(recipe), recipe.batch_size
+        (x, y), _ = load_mnist(flatten=False)
+        x, y = x[:samples].astype(np.float32), y[:samples]
+    elif case == "recipe":
         from chainrule.recipes import DigitRecipe, build_network
 
         net = build_network(DigitRecipe())
@@ -99,7 +118,8 @@ def worker_chainrule(case: str, samples: int, threads: str) -> dict:
             list(sizes), activation="relu", loss="squared_error" if tiny else "cross_entropy",
             optimizer=optimizer, init="he_normal", seed=0,
         )
-    x, y = _data(sizes, samples)
+    if case != "cnn":
+        x, y = _data(sizes, samples)
     warm = min(len(x), 8 * batch)
     net.fit(x[:warm], y[:warm], epochs=1, batch_size=batch, shuffle=False, verbose=0,
             threads=threads_arg)
@@ -118,7 +138,19 @@ def worker_torch(case: str, samples: int, threads: str) -> dict:
     if threads != "default":
         torch.set_num_threads(int(threads))
     torch.manual_seed(0)
-    if case == "recipe":
+    nn = torch.nn
+    if case == "cnn":  # chainrule.recipes_cnn.build_cnn(CNNRecipe()), layer for layer
+        batch, opt, lr, tiny = 128, "adam", 2e-3, False
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10),
+        )
+        from chainrule.datasets import load_mnist
+
+        (x, y), _ = load_mnist(flatten=False)
+        x, y = x[:samples].astype("float32"), y[:samples]
+    elif case == "recipe":
         sizes, batch, opt = RECIPE, 256, "adam"
         layers = [torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Dropout(0.2),
                   torch.nn.Linear(512, 256), torch.nn.ReLU(), torch.nn.Dropout(0.2),
@@ -132,12 +164,13 @@ def worker_torch(case: str, samples: int, threads: str) -> dict:
             if i < len(sizes) - 2 or sizes[0] == 3:
                 layers.append(torch.nn.ReLU())
         lr = 0.01 if opt == "sgd" else 1e-3
-    model = torch.nn.Sequential(*layers)
+    if case != "cnn":
+        model = torch.nn.Sequential(*layers)
+        tiny = sizes[0] == 3
+        x, y = _data(sizes, samples)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr) if opt == "sgd" else \
         torch.optim.Adam(model.parameters(), lr=lr)
-    tiny = sizes[0] == 3
     loss_fn = torch.nn.MSELoss(reduction="sum") if tiny else torch.nn.CrossEntropyLoss()
-    x, y = _data(sizes, samples)
     xt = torch.from_numpy(x)
     yt = torch.from_numpy(y.reshape(-1, 1)) if tiny else torch.from_numpy(y.astype("int64"))
 
@@ -266,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 7, quick 3)")
     parser.add_argument("--loads", default="0,1,2,4", help="busy processes for the load rows")
     parser.add_argument("--skip-idle", action="store_true", help="only the load rows")
+    parser.add_argument("--skip-cnn", action="store_true", help="leave out the CNN row")
     parser.add_argument("--output", default=None, help="where to write the table (default RESULTS.md)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -316,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             ("PyTorch", "torch", "default", "numpy"),
         ]
         idle = rounds(contenders, reps, "all", "quick" if args.quick else "full", list(CASES))
+        if not args.skip_cnn:
+            idle.update(rounds(contenders, reps, "cnn", CNN_SAMPLES[which], ["cnn"]))
 
     loads: dict[int, dict[str, list[float]]] = {}
     load_avgs: dict[int, str] = {}
@@ -384,8 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                      "numpy / PyTorch | GFLOP/s [fast] (% of ceiling) |")
         lines.append("|---|---|---|---|---|---|---|")
         for case, res in idle.items():
-            sizes = CASES[case][0]
-            gf = statistics.median(res["chainrule[fast]"]) * flops_per_sample(sizes) / 1e9
+            flops = cnn_flops_per_sample() if case == "cnn" else flops_per_sample(CASES[case][0])
+            gf = statistics.median(res["chainrule[fast]"]) * flops / 1e9
             lines.append(
                 f"| {case} | {spread(res['chainrule[fast]'])} | {spread(res['chainrule numpy'])} | "
                 f"{spread(res['PyTorch'])} | {ratio(res['chainrule[fast]'], res['PyTorch'])} | "
@@ -394,7 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("")
         lines.append(f"Cases: {', '.join(f'{c}: {len(s[0]) - 1}-layer {s[0]}, batch {s[1]}, {s[2]}, {s[3 + which]} samples' for c, s in CASES.items())}. "
                      "The MLP cases use cross-entropy and relu; tiny_341 is the tutorials' 3-4-1 relu "
-                     "network with squared error, one sample per step (`fit(batch_size=1)`).")
+                     "network with squared error, one sample per step (`fit(batch_size=1)`)."
+                     + (f" cnn: the CNN recipe's network (`chainrule.recipes_cnn`: conv 32 5x5, "
+                        f"pool, conv 64 5x5, pool, 128 hidden, dropout 0.3), Adam, batch 128, "
+                        f"{CNN_SAMPLES[which]} digits; its GFLOP/s count the convolutions' "
+                        f"multiply-adds." if "cnn" in idle else ""))
         lines.append("")
     if loads:
         lines.append("## The default recipe under load")

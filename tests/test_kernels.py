@@ -399,3 +399,88 @@ def test_fused_step_gives_dense_shape_errors(path):
     net = cr.Network.from_sizes([4, 3, 2], loss="cross_entropy", seed=0)
     with pytest.raises(ValueError, match=r"layer 0 \(Dense.*expected input of shape \(batch, 4\)"):
         net.train_step(np.ones((2, 5), np.float32), [0, 1])
+
+
+# -- the image layers' kernels (kernels/images.py) against the layers' NumPy code ----------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "c_in, c_out, kernel, stride, padding, hw",
+    [
+        (1, 4, 5, 1, 2, (28, 28)),  # the CNN recipe's first convolution, smaller
+        (3, 2, (3, 2), (2, 1), (1, 0), (9, 7)),  # non-square everything, an odd size
+        (2, 3, 3, 2, 0, (8, 8)),  # stride 2 leaves the last row and column unread
+        (2, 2, 4, 3, 3, (5, 6)),  # padding wider than the stride: windows of pure padding
+    ],
+)
+def test_conv_kernels_match_the_numpy_convolution(c_in, c_out, kernel, stride, padding, hw,
+                                                  dtype, path):
+    rng = _rng(11)
+    x = rng.standard_normal((3, c_in, *hw)).astype(dtype)
+    runs = {}
+    for mode in ("numpy", "numba"):
+        path(mode)
+        layer = cr.Conv2D(c_in, c_out, kernel, stride=stride, padding=padding, seed=0, dtype=dtype)
+        y = layer.forward(x)
+        g = _rng(12).standard_normal(y.shape).astype(dtype)
+        dx = layer.backward(g)
+        inference = layer.forward(x, cache=False)
+        runs[mode] = y, dx, layer.grads["weight"].copy(), layer.grads["bias"].copy(), inference
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(runs["numpy"], runs["numba"]):
+        assert b.dtype == dtype and b.shape == a.shape
+        np.testing.assert_allclose(b, a, **tol)
+
+
+def test_conv_kernel_reuses_its_im2col_matrix_only_while_training(path):
+    path("numba")
+    layer = cr.Conv2D(1, 2, 3, padding=1, seed=0, dtype=np.float32)
+    x = _rng(13).standard_normal((2, 1, 5, 5)).astype(np.float32)
+    layer.forward(x)
+    cols = layer._cache[0]
+    layer.forward(x[::-1].copy())
+    assert layer._cache[0] is cols  # the same buffer, refilled
+    np.testing.assert_array_equal(layer.forward(x, cache=False), layer.forward(x))
+    assert layer._cache[0] is cols
+    layer.forward(x[:1])  # another batch size: a new matrix
+    assert layer._cache[0] is not cols and layer._cache[0].shape[1] == 25
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel, stride", [(2, None), (3, 2), ((2, 3), (1, 2))])
+def test_max_pool_kernels_match_numpy_with_ties_and_nan(kernel, stride, dtype, path):
+    rng = _rng(14)
+    # Small integers make ties common; a NaN in one window; overlapping windows when stride < kernel.
+    x = rng.integers(-2, 3, (2, 3, 7, 8)).astype(dtype)
+    x[0, 1, 2, 3] = np.nan
+    runs = {}
+    for mode in ("numpy", "numba"):
+        path(mode)
+        layer = cr.MaxPool2D(kernel, stride=stride)
+        y = layer.forward(x)
+        argmax = layer._cache[0].copy()
+        g = _rng(15).standard_normal(y.shape).astype(dtype)
+        runs[mode] = y, argmax, layer.backward(g), layer.forward(x, cache=False)
+    for a, b in zip(runs["numpy"], runs["numba"]):
+        assert b.dtype == a.dtype and b.shape == a.shape
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)  # NaN where NumPy has NaN
+    assert np.isnan(runs["numba"][0]).any()
+
+
+def test_the_cnn_recipe_trains_alike_on_both_paths(path):
+    """One Adam step of the CNN recipe's network (small images) on each path."""
+    from chainrule.recipes_cnn import CNNRecipe, build_cnn
+
+    rng = _rng(16)
+    x = rng.random((4, 1, 12, 12), dtype=np.float32)
+    y = rng.integers(0, 10, 4)
+    nets = {}
+    for mode in ("numpy", "numba"):
+        path(mode)
+        net = build_cnn(CNNRecipe(channels=(3, 4), hidden=8, dropout=0.0), image_shape=(1, 12, 12))
+        nets[mode] = net, [net.train_step(x, y) for _ in range(2)]
+    np.testing.assert_allclose(nets["numba"][1], nets["numpy"][1], rtol=1e-5)
+    for name, p in nets["numpy"][0].parameters().items():
+        np.testing.assert_allclose(nets["numba"][0].parameters()[name], p, rtol=1e-4, atol=1e-5,
+                                   err_msg=name)

@@ -31,12 +31,16 @@ import os
 from types import ModuleType
 from typing import Any
 
-__all__ = ["use", "enabled", "available", "mode", "train_step"]
+import numpy as np
+
+__all__ = ["use", "enabled", "available", "mode", "train_step", "for_images"]
 
 _MODES = ("auto", "numba", "numpy")
 _mode = "auto"
 _active: bool | None = None  # resolved lazily: importing numba costs a few hundred ms
 _elementwise: ModuleType | None = None
+_images: ModuleType | None = None
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def available() -> bool:
@@ -81,6 +85,19 @@ def compiled() -> Any:
 
         _elementwise = module
     return _elementwise
+
+
+def for_images(*arrays: Any) -> Any:
+    """The image-layer kernels (``kernels/images.py``) when the kernels are on and every
+    array is float32 or float64; otherwise None, and the layer runs its NumPy code."""
+    global _images
+    if not enabled() or any(getattr(a, "dtype", None) not in _FLOATS for a in arrays):
+        return None
+    if _images is None:
+        from . import images as module
+
+        _images = module
+    return _images
 
 
 def train_step(network: Any, x: Any, y: Any, checked: bool = False) -> float:

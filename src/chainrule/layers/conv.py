@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import kernels
 from ..initializers import Initializer, get_initializer, zeros
 from .base import Layer
 
@@ -225,18 +226,32 @@ class Conv2D(Layer):
     def _convolve(self, x: np.ndarray, *, cache: bool) -> np.ndarray:
         n = x.shape[0]
         ph, pw = self.padding
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        view = windows(x, self.kernel_size, self.stride)  # (n, C, OH, OW, kh, kw)
-        oh, ow = view.shape[2:4]
-        # im2col, a copy: (C*kh*kw, n*OH*OW), rows (c, p, q), columns (b, i, j)
-        cols = view.transpose(1, 4, 5, 0, 2, 3).reshape(-1, n * oh * ow)
+        fast = kernels.for_images(x)
+        if fast is not None:  # kernels/images.py im2col, which matches the four lines below
+            _, oh, ow = self.output_shape(x.shape[1:])
+            (kh, kw), (sh, sw) = self.kernel_size, self.stride
+            shape = (self.in_channels * kh * kw, n * oh * ow)
+            # Training overwrites the last step's cached im2col matrix when it fits: a
+            # fresh one of tens of MB costs page faults on every step.
+            cols = self._cache[0] if cache and self._cache is not None else None
+            if cols is None or cols.shape != shape or cols.dtype != x.dtype:
+                cols = np.empty(shape, x.dtype)
+            fast.im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, cols)
+            x_shape = (n, x.shape[1], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)  # padded
+        else:
+            if ph or pw:
+                x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+            view = windows(x, self.kernel_size, self.stride)  # (n, C, OH, OW, kh, kw)
+            oh, ow = view.shape[2:4]
+            # im2col, a copy: (C*kh*kw, n*OH*OW), rows (c, p, q), columns (b, i, j)
+            cols = view.transpose(1, 4, 5, 0, 2, 3).reshape(-1, n * oh * ow)
+            x_shape = x.shape
         weight = self.params["weight"].reshape(self.out_channels, -1)
         y = weight @ cols  # (O, n*OH*OW): the whole batch in one product
         if self.use_bias:
             y += self.params["bias"][:, None]
         if cache:
-            self._cache = (cols, x.shape)
+            self._cache = (cols, x_shape)
         return np.ascontiguousarray(y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3))
 
     def _fill_grads(self, grad_output: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -269,11 +284,18 @@ class Conv2D(Layer):
         oh, ow = self._out_hw(padded_shape)
         weight = self.params["weight"].reshape(self.out_channels, -1)
         grad_cols = weight.T @ g  # dL/dcols = W.T @ G: (C*kh*kw, n*OH*OW)
+        ph, pw = self.padding
+        fast = kernels.for_images(grad_cols)
+        if fast is not None:  # kernels/images.py col2im, which matches the scatter below
+            (kh, kw), (sh, sw) = self.kernel_size, self.stride
+            grad = np.zeros((n, c, padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw),
+                            grad_cols.dtype)
+            fast.col2im(grad_cols, kh, kw, sh, sw, ph, pw, grad)
+            return grad
         # one gradient per window element, channels first: (C, n, OH, OW, kh, kw), so that
         # each kernel offset's slice is contiguous; then onto the pixels, (C, n, H, W)
         grad_windows = grad_cols.reshape(c, *self.kernel_size, n, oh, ow).transpose(0, 3, 4, 5, 1, 2)
         grad = scatter_windows(grad_windows, (c, n, *padded_shape[2:]), self.stride)
-        ph, pw = self.padding
         return grad[:, :, ph : padded_shape[2] - ph, pw : padded_shape[3] - pw].transpose(1, 0, 2, 3)
 
     def backward_params(self, grad_output: np.ndarray) -> None:

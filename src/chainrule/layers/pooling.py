@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from .base import Layer
 from .conv import _pair, conv_output_size, scatter_windows, windows
 
@@ -104,8 +105,16 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray, training: bool = False, *, cache: bool = True) -> np.ndarray:
         self._check_input(x)
-        view = windows(x, self.kernel_size, self.stride)  # (n, C, OH, OW, kh, kw), no copy
         kh, kw = self.kernel_size
+        fast = kernels.for_images(x)
+        if fast is not None:  # kernels/images.py max_pool_forward, which matches the code below
+            y = np.empty((len(x), *self.output_shape(x.shape[1:])), x.dtype)
+            argmax = np.empty(y.shape if cache else (0, 0, 0, 0), np.intp)
+            fast.max_pool_forward(np.ascontiguousarray(x), kh, kw, *self.stride, y, argmax)
+            if cache:
+                self._cache = (argmax, x.shape)
+            return y
+        view = windows(x, self.kernel_size, self.stride)  # (n, C, OH, OW, kh, kw), no copy
         # A running maximum over the kh*kw offsets: each step is one vectorised pass
         # over a strided view, much faster than an argmax along a short last axis.
         y = view[..., 0, 0].copy()
@@ -128,6 +137,10 @@ class MaxPool2D(_Pool2D):
         kh, kw = self.kernel_size
         (sh, sw), (oh, ow) = self.stride, argmax.shape[2:]
         grad = np.zeros(input_shape, dtype=grad_output.dtype)
+        fast = kernels.for_images(grad_output)
+        if fast is not None:  # kernels/images.py max_pool_backward, which matches the loop below
+            fast.max_pool_backward(np.ascontiguousarray(grad_output), argmax, kh, kw, sh, sw, grad)
+            return grad
         zero = np.zeros((), dtype=grad_output.dtype)
         for k in range(kh * kw):
             i, j = divmod(k, kw)
