@@ -45,16 +45,16 @@ RECIPE = (784, 512, 256, 10)  # DigitRecipe's network (dropout 0.2, Adam, batch 
 
 # case: (sizes, batch, optimizer, samples (full), samples (quick))
 CASES = {
-    "mlp_b128_sgd": (MLP, 128, "sgd", 4096, 2048),
-    "mlp_b32_sgd": (MLP, 32, "sgd", 2048, 1024),
-    "mlp_b128_adam": (MLP, 128, "adam", 4096, 2048),
-    "mlp_b1_sgd": (MLP, 1, "sgd", 300, 200),
-    "tiny_341": ((3, 4, 1), 1, "sgd", 2000, 1000),
+    "mlp_b128_sgd": (MLP, 128, "sgd", 16384, 2048),
+    "mlp_b32_sgd": (MLP, 32, "sgd", 8192, 1024),
+    "mlp_b128_adam": (MLP, 128, "adam", 16384, 2048),
+    "mlp_b1_sgd": (MLP, 1, "sgd", 1000, 200),
+    "tiny_341": ((3, 4, 1), 1, "sgd", 20000, 1000),
 }
 RECIPE_SAMPLES = (8192, 2048)
 #: The CNN recipe (chainrule.recipes_cnn: conv 32 5x5, pool, conv 64 5x5, pool, 128 hidden,
 #: dropout 0.3, Adam, batch 128), one epoch over this many digits (full, quick).
-CNN_SAMPLES = (1024, 512)
+CNN_SAMPLES = (2048, 512)
 #: Forward FLOPs per 28x28 digit of that CNN: each conv 2*k*k*c_in*c_out per output pixel,
 #: each Dense 2*in*out; a training step does about three times the forward's work, less the
 #: first conv's input gradient (which neither library computes).
