@@ -17,12 +17,15 @@ default chainrule measures.
   usually the number of cores; ``OPENBLAS_NUM_THREADS`` lowers it) and then a
   few on 1 (last, so that OpenBLAS's spinning workers have stopped when the
   chosen count takes over); the first step after each switch is not counted.
-  The faster per sample wins.
+  The count with the lower *mean* time per sample over its latest ``WINDOW``
+  steps wins: the chosen count's window includes its steps since the last
+  probe, so the occasional very slow multi-threaded step of a busy machine
+  (a thread that waited for a core) counts against it, as it does in the run.
 - The choice is measured again as training goes on, so a change in the
   machine's load is followed: at least every ``RECHECK_SECONDS``, and so that
   the probe costs at most about 1/``RECHECK_FACTOR`` of the time; at once
-  when the chosen count's steps become 1.5 times slower. A later ``fit`` of
-  the same network and batch size goes on from the last decision.
+  when the chosen count's mean becomes 1.5 times what it was when chosen. A
+  later ``fit`` of the same network and batch size goes on from the last decision.
 
 An integer fixes the count (``threads=1`` is the safe choice on a machine
 you share). The setting applies only inside ``fit``/``predict``: the BLAS's
@@ -55,6 +58,8 @@ RECHECK_SECONDS = 5.0
 RECHECK_FACTOR = 25.0
 #: Steps counted per candidate in one probe (after one uncounted warm-up step).
 PROBE_STEPS = 3
+#: Each count is judged by the mean time per sample of its latest WINDOW counted steps.
+WINDOW = 8
 
 _controllers: list | None = None
 _default: int | None = None
@@ -166,35 +171,44 @@ class ThreadPolicy:
         if self._plan:
             threads, counted = self._plan.pop(0)
             if counted:
-                self._samples.setdefault(threads, []).append(per_sample)
+                self._note(threads, per_sample)
             if not self._plan:
                 self._decide(now)
         else:
-            recent = self._samples.setdefault(-1, [])  # the choice's own steps, between probes
-            recent.append(per_sample)
-            del recent[:-8]
+            self._note(self.choice, per_sample)
             # Due, or the chosen count has become much slower (the load changed): measure again.
-            slower = len(recent) == 8 and float(np.median(recent)) > 1.5 * self.decisions[-1][1]
+            slower = self._mean(self.choice) > 1.5 * self.decisions[-1][1]
             if now >= self._next_probe or slower:
                 self._start_probe()
+
+    def _note(self, threads: int, per_sample: float) -> None:
+        window = self._samples.setdefault(threads, [])
+        window.append(per_sample)
+        del window[:-WINDOW]
+
+    def _mean(self, threads: int) -> float:
+        window = self._samples[threads]
+        return sum(window) / len(window)
 
     def _start_probe(self) -> None:
         # Most threads first, one thread last: after a multi-threaded step OpenBLAS's
         # workers spin for a while, and ending on one thread lets them stop before the
         # steps that follow (which a busy machine would otherwise pay for).
         order = sorted(self.candidates, reverse=True)
-        self._samples = {}
         self._plan = [(n, counted) for n in order for counted in [False] + [True] * PROBE_STEPS]
 
     def _decide(self, now: float) -> None:
-        medians = {n: float(np.median(times)) for n, times in self._samples.items() if n > 0}
-        self.choice = min(medians, key=medians.__getitem__)
-        best = medians[self.choice]
+        # The mean, not the median: on a busy machine a multi-threaded step is often as
+        # fast as on an idle one but now and then ten times slower (a thread of it waited
+        # for a core), and those stalls are what the run pays. Each count's window holds
+        # its latest steps, the chosen count's from its run since the last probe.
+        means = {n: self._mean(n) for n in self.candidates}
+        self.choice = min(means, key=means.__getitem__)
+        best = means[self.choice]
         self.decisions.append((self.choice, best))
         # The probe ran each loser for 1 + PROBE_STEPS steps: keep that a small share.
-        extra = sum((m - best) * (1 + PROBE_STEPS) for m in medians.values())
+        extra = sum((m - best) * (1 + PROBE_STEPS) for m in means.values())
         self._next_probe = now + max(RECHECK_SECONDS, RECHECK_FACTOR * extra * self.batch)
-        self._samples = {}
 
     def map(self, function: Callable[[np.ndarray], np.ndarray], x: np.ndarray, rows: int) -> np.ndarray:
         """``function`` applied to ``x`` in chunks of ``rows`` rows, each timed as a step."""
