@@ -51,7 +51,7 @@ CASES = {
     "mlp_b1_sgd": (MLP, 1, "sgd", 1000, 200),
     "tiny_341": ((3, 4, 1), 1, "sgd", 20000, 1000),
 }
-RECIPE_SAMPLES = (8192, 2048)
+RECIPE_SAMPLES = (16384, 2048)
 #: The CNN recipe (chainrule.recipes_cnn: conv 32 5x5, pool, conv 64 5x5, pool, 128 hidden,
 #: dropout 0.3, Adam, batch 128), one epoch over this many digits (full, quick).
 CNN_SAMPLES = (2048, 512)

@@ -21,11 +21,13 @@ default chainrule measures.
   steps wins: the chosen count's window includes its steps since the last
   probe, so the occasional very slow multi-threaded step of a busy machine
   (a thread that waited for a core) counts against it, as it does in the run.
-- The choice is measured again as training goes on, so a change in the
-  machine's load is followed: at least every ``RECHECK_SECONDS``, and so that
-  the probe costs at most about 1/``RECHECK_FACTOR`` of the time; at once
-  when the chosen count's mean becomes 1.5 times what it was when chosen. A
-  later ``fit`` of the same network and batch size goes on from the last decision.
+- The choice follows changes in the machine's load. Between probes, when the
+  chosen count's mean becomes ``SWITCH`` times another count's (as last
+  measured), training switches to that one at once, without probing: a probe
+  of the slow count is most expensive exactly when the machine is busy. Every
+  count is measured afresh at least every ``RECHECK_SECONDS``, and no more
+  often than keeps the probe's cost to about 1/``RECHECK_FACTOR`` of the time.
+  A later ``fit`` of the same network and batch size goes on from the last decision.
 
 An integer fixes the count (``threads=1`` is the safe choice on a machine
 you share). The setting applies only inside ``fit``/``predict``: the BLAS's
@@ -60,6 +62,8 @@ RECHECK_FACTOR = 25.0
 PROBE_STEPS = 3
 #: Each count is judged by the mean time per sample of its latest WINDOW counted steps.
 WINDOW = 8
+#: Between probes, switch when the chosen count's mean exceeds another's by this factor.
+SWITCH = 1.2
 
 _controllers: list | None = None
 _default: int | None = None
@@ -176,9 +180,14 @@ class ThreadPolicy:
                 self._decide(now)
         else:
             self._note(self.choice, per_sample)
-            # Due, or the chosen count has become much slower (the load changed): measure again.
-            slower = self._mean(self.choice) > 1.5 * self.decisions[-1][1]
-            if now >= self._next_probe or slower:
+            # The chosen count has become slower than another count was when last measured
+            # (the load changed): switch to that one at once, without a probe, whose steps
+            # on the slow count would cost most exactly when the machine is busy.
+            other = min((n for n in self.candidates if n != self.choice), key=self._mean)
+            if self._mean(self.choice) > SWITCH * self._mean(other):
+                self.choice = other
+                self.decisions.append((other, self._mean(other)))
+            if now >= self._next_probe:  # due: measure every count afresh
                 self._start_probe()
 
     def _note(self, threads: int, per_sample: float) -> None:
