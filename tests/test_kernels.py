@@ -176,6 +176,8 @@ def test_optimizer_kernel_follows_changes_between_steps_with_the_same_lists(path
                 g[...] = _rng(20 + step).standard_normal(s)
             if step == 2:
                 opt.weight_decay = 0.5
+            if step == 3:  # one state array replaced by hand, in the same list and dict
+                opt.state[0]["momentum"] = np.full(shapes[0], 0.5, np.float32)
             if step == 4:
                 opt.reset()
             if step == 5:
@@ -484,3 +486,60 @@ def test_the_cnn_recipe_trains_alike_on_both_paths(path):
     for name, p in nets["numpy"][0].parameters().items():
         np.testing.assert_allclose(nets["numba"][0].parameters()[name], p, rtol=1e-4, atol=1e-5,
                                    err_msg=name)
+
+
+def test_fit_calls_a_train_step_of_the_users_own(path):
+    """fit's checked-targets shortcut must not bypass an overridden train_step."""
+    path("numba")
+    calls = []
+
+    class Counting(cr.Network):
+        def train_step(self, x, y, sample_weight=None, class_weight=None):
+            calls.append(len(x))
+            return super().train_step(x, y, sample_weight, class_weight)
+
+    net = Counting([cr.Dense(3, 2)], loss="cross_entropy", optimizer=cr.SGD(lr=0.1))
+    x = _rng(17).standard_normal((8, 3)).astype(np.float32)
+    net.fit(x, np.arange(8) % 2, batch_size=4, verbose=0, threads=1)
+    assert calls == [4, 4]
+    patched = cr.Network.from_sizes([3, 2], loss="cross_entropy", seed=0)
+    original = patched.train_step
+    patched.train_step = lambda *a, **k: calls.append("patched") or original(*a, **k)
+    patched.fit(x, np.arange(8) % 2, batch_size=8, verbose=0, threads=1)
+    assert calls[-1] == "patched"
+
+
+def test_astype_to_the_same_dtype_keeps_the_optimizer_state_live(path):
+    """Network.astype copies the optimizer's state arrays even to the same dtype; the
+    kernel step must update the new arrays (which checkpoints save), as the NumPy step does."""
+    x = _rng(18).standard_normal((8, 3)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    states = {}
+    for mode in ("numpy", "numba"):
+        path(mode)
+        net = cr.Network.from_sizes([3, 4, 1], loss="squared_error", optimizer=cr.Adam(lr=0.01),
+                                    seed=0)
+        for i in range(4):
+            net.train_step(x[i], y[i])
+        net.astype(net.dtype)
+        for i in range(4, 8):
+            net.train_step(x[i], y[i])
+        states[mode] = [s["m"].copy() for s in net.optimizer.state], net.parameters()
+        grads = net.gradients()  # the new gradient buffers astype made are the ones filled
+        assert all(np.any(g != 0) for name, g in grads.items() if name.endswith("weight"))
+        states[mode + " grads"] = grads
+    for name, g in states["numpy grads"].items():
+        np.testing.assert_allclose(states["numba grads"][name], g, rtol=1e-5, atol=1e-7)
+    for a, b in zip(states["numpy"][0], states["numba"][0]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    for name, p in states["numpy"][1].items():
+        np.testing.assert_allclose(states["numba"][1][name], p, rtol=1e-5, atol=1e-7)
+
+
+def test_conv_does_not_refill_a_read_only_view_cached_by_the_numpy_path(path):
+    path("numpy")
+    layer = cr.Conv2D(2, 3, 1, seed=0, dtype=np.float32)  # 1x1 kernel, batch 1: cols is a view of x
+    x = np.ones((1, 2, 4, 4), np.float32)
+    expected = layer.forward(x)
+    path("numba")
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-6)

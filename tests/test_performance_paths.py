@@ -360,3 +360,21 @@ def test_a_later_fit_goes_on_from_the_last_decision(monkeypatch):
     assert threads_module.thread_policy("auto", net, 64) is not first  # another batch size
     assert threads_module.thread_policy(1, net, 32).candidates == [1]
     assert threads_module.thread_policy(None, net, 32) is None
+
+
+def test_auto_judges_a_probed_count_on_that_probe_alone(monkeypatch):
+    """Busy (two threads 10x slower), then idle (two threads twice as fast as one): the
+    first re-check after the change must switch back, not average in the busy samples."""
+    fake = _FakeBlas(monkeypatch)
+    policy = threads_module.ThreadPolicy("auto", work=1e9, clock=fake.clock)
+    load = {"busy": True}
+    cost = lambda n: (1.0 if n == 1 else 10.0) if load["busy"] else (1.0 if n == 1 else 0.5)  # noqa: E731
+    step = policy.wrap(_step_timed(fake, cost))
+    for _ in range(20):
+        step(np.zeros((1, 1)))
+    assert policy.choice == 1
+    load["busy"] = False
+    probes = len(policy.decisions)
+    while len(policy.decisions) == probes:
+        step(np.zeros((1, 1)))
+    assert policy.choice == 2

@@ -457,7 +457,7 @@ class Network:
             layer.astype(dtype)
         for state in self.optimizer.state:
             for key, value in state.items():
-                state[key] = value.astype(dtype)
+                state[key] = value.astype(dtype, copy=False)  # the same array if already dtype
         self.dtype = dtype
         return self
 

@@ -80,17 +80,21 @@ class Optimizer:
         decay = (getattr(self, "weight_decay", 0.0), getattr(self, "decay_1d", True))
         cached = getattr(self, "_views", None)
         # The kernel step passes the same two lists every step: then only the state
-        # list (replaced when it is rebuilt or loaded) and the decays can have changed.
+        # arrays (rebuilt, loaded, cast by Network.astype, or replaced by hand) and the
+        # decays can have changed, and comparing those by identity is cheap.
         if cached is not None and cached[2] is params and cached[3] is grads \
-                and cached[4] is self.state and cached[5] == decay:
+                and cached[4][0] is self.state and cached[5] == decay \
+                and all(d.get(n) is a for d, n, a in cached[4][1]):
             return cached[1]
         # The decays are part of the key: weight_decay may change between steps (a
         # callback, or chainrule.sklearn's alpha / batch weight before every batch).
         key = (*map(id, params), *map(id, grads),
                *(id(s[name]) if name in s else 0 for s in self.state for name in names),
                *decay)
+        # (state list, [(its dict, name, array)]): what the cheap check above compares
+        states = (self.state, [(s, n, s[n]) for s in self.state for n in names if n in s])
         if cached is not None and cached[0] == key:
-            self._views = (key, cached[1], params, grads, self.state, decay)
+            self._views = (key, cached[1], params, grads, states, decay)
             return cached[1]
         views = None
         dtype = params[0].dtype if params else None
@@ -104,7 +108,7 @@ class Optimizer:
             )
             decays = np.array([self._decay(p) for p in params], dtype=dtype)
             views = (*flat, *state, decays)
-        self._views = (key, views, params, grads, self.state, decay)
+        self._views = (key, views, params, grads, states, decay)
         return views
 
     def _decay(self, p: np.ndarray) -> float:

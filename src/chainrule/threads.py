@@ -205,6 +205,11 @@ class ThreadPolicy:
         # steps that follow (which a busy machine would otherwise pay for).
         order = sorted(self.candidates, reverse=True)
         self._plan = [(n, counted) for n in order for counted in [False] + [True] * PROBE_STEPS]
+        # The other counts are judged on this probe's steps alone (their older samples
+        # may be many re-checks old); the chosen count keeps its steps since the last probe.
+        for n in self.candidates:
+            if n != self.choice:
+                self._samples.pop(n, None)
 
     def _decide(self, now: float) -> None:
         # The mean, not the median: on a busy machine a multi-threaded step is often as

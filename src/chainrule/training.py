@@ -361,8 +361,12 @@ def fit(
     # BLAS threads for the steps' products (chainrule.threads): measured, fixed, or left alone.
     # The targets passed check_targets as a whole above (when the network's outputs are
     # known): the steps need not check each batch again.
+    from .network import Network
+
     train_step = network.train_step
-    if network.out_features is not None and sample_weight is None and class_weight is None:
+    overridden = type(network).train_step is not Network.train_step or "train_step" in vars(network)
+    if network.out_features is not None and sample_weight is None and class_weight is None \
+            and not overridden:  # a train_step of the user's own is called as it is
         train_step = network._train_step_checked
     policy = thread_policy(threads, network, batch_size)
     if policy is not None and (policy.adaptive or policy.choice != blas_threads()):

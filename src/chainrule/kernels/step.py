@@ -12,7 +12,8 @@ computes ``g.T @ x`` into the layer's gradient buffer and ``g @ weight``
 for the layer below. Any other layer (Dropout, Conv2D, ...) runs its own
 ``forward(x, training=True)`` and ``backward``. The losses CrossEntropy,
 SquaredError and MeanSquaredError compute value and gradient in one kernel
-(the targets are validated by the loss's own checks); other losses use
+(the targets are validated by the loss's own checks, except in ``fit``,
+which validated the whole training set once); other losses use
 their NumPy ``forward``/``backward``. The layers' ``grads`` are the same
 live buffers the NumPy path fills, so ``Network.gradients()`` reads alike.
 
@@ -116,7 +117,9 @@ SMALL = 4096
 
 
 def _key(network: Any) -> tuple:
-    # Rebuild the plan when a layer, a parameter array (astype), the loss or the dtype changes.
+    # Rebuild the plan when a layer, a parameter array, the loss or the dtype changes.
+    # A layer replaces its gradient buffers only together with its parameters (astype
+    # to another dtype), so the parameters' identities cover both.
     return (network.dtype, id(network.loss), *map(id, network.layers),
             *(id(p) for layer in network.layers for p in layer.params.values()))
 

@@ -115,7 +115,9 @@ class Layer:
     def astype(self, dtype: np.dtype | str) -> None:
         """Cast parameters and gradient buffers to ``dtype`` in place."""
         for name in self.params:
-            self.params[name] = self.params[name].astype(dtype, copy=False)
+            if self.params[name].dtype == dtype:
+                continue  # nothing to cast: the arrays keep their identity (plans and views hold them)
+            self.params[name] = self.params[name].astype(dtype)
             self.grads[name] = np.zeros(self.params[name].shape, self.params[name].dtype)  # calloc: no pages touched until used
 
     def get_config(self) -> dict[str, Any]:

@@ -234,7 +234,9 @@ class Conv2D(Layer):
             # Training overwrites the last step's cached im2col matrix when it fits: a
             # fresh one of tens of MB costs page faults on every step.
             cols = self._cache[0] if cache and self._cache is not None else None
-            if cols is None or cols.shape != shape or cols.dtype != x.dtype:
+            # (only an array of its own: the NumPy path may have cached a read-only view of x)
+            if cols is None or cols.shape != shape or cols.dtype != x.dtype \
+                    or not (cols.flags.owndata and cols.flags.writeable):
                 cols = np.empty(shape, x.dtype)
             fast.im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, cols)
             x_shape = (n, x.shape[1], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)  # padded

@@ -2,7 +2,9 @@
 
 Both read every window at once through ``conv.windows`` (a strided view)
 and send gradients back with ``conv.scatter_windows`` (one vectorised add per
-kernel offset).
+kernel offset). With the kernels on (``chainrule.kernels``), ``MaxPool2D``
+runs ``kernels/images.py``'s ``max_pool_forward`` and ``max_pool_backward``
+instead, which match that code.
 """
 
 from __future__ import annotations
