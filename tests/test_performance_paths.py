@@ -378,3 +378,56 @@ def test_auto_judges_a_probed_count_on_that_probe_alone(monkeypatch):
     while len(policy.decisions) == probes:
         step(np.zeros((1, 1)))
     assert policy.choice == 2
+
+
+def test_auto_switches_between_probes_without_waiting_for_the_next_one(monkeypatch):
+    """Steps so short that no re-check falls due: when two threads become 20x slower, the
+    chosen count's own steps must trigger the switch to one thread within a few steps."""
+    fake = _FakeBlas(monkeypatch)
+    policy = threads_module.ThreadPolicy("auto", work=1e9, clock=fake.clock)
+    load = {"busy": False}
+    cost = lambda n: (1e-4 if n == 1 else 1e-3) if load["busy"] else (1e-4 if n == 1 else 5e-5)  # noqa: E731
+    step = policy.wrap(_step_timed(fake, cost))
+    for _ in range(10):
+        step(np.zeros((1, 1)))
+    assert policy.choice == 2 and len(policy.decisions) == 1
+    load["busy"] = True
+    for _ in range(3):
+        step(np.zeros((1, 1)))
+    assert fake.now < threads_module.RECHECK_SECONDS  # no re-check was due
+    assert policy.choice == 1 and [d[0] for d in policy.decisions] == [2, 1]
+    assert fake.history[-3:] == [2, 1, 1]  # one slow step, then one thread at once: no probe
+
+
+def test_auto_does_not_count_the_first_step_after_a_switch(monkeypatch):
+    """The first step on a new thread count pays for the switch (threads waking up): it is
+    run but not counted, so a count that is faster afterwards still wins."""
+    fake = _FakeBlas(monkeypatch)
+    policy = threads_module.ThreadPolicy("auto", work=1e9, clock=fake.clock)
+    last = {"threads": None}
+
+    def cost(n):
+        first = last["threads"] != n
+        last["threads"] = n
+        return 50.0 if first else (1.0 if n == 1 else 0.5)
+
+    step = policy.wrap(_step_timed(fake, cost))
+    for _ in range(8):
+        step(np.zeros((1, 1)))
+    assert policy.decisions == [(2, 0.5)]
+
+
+def test_auto_spaces_its_re_checks_by_what_the_probe_costs(monkeypatch):
+    """A probe runs the losing count for 1 + PROBE_STEPS steps; the next probe comes no
+    sooner than RECHECK_FACTOR times that extra cost (here 25 x 4 steps x 9 s extra per
+    sample x 2 samples = 1800 s of training), and no sooner than RECHECK_SECONDS."""
+    fake = _FakeBlas(monkeypatch)
+    policy = threads_module.ThreadPolicy("auto", work=1e9, clock=fake.clock)
+    policy.batch = 2
+    step = policy.wrap(_step_timed(fake, lambda n: 1.0 if n == 1 else 10.0))
+    batch = np.zeros((2, 1))
+    for _ in range(8):
+        step(batch)
+    assert policy.choice == 1
+    extra = (10.0 - 1.0) * (1 + threads_module.PROBE_STEPS)
+    assert policy._next_probe == pytest.approx(fake.now + threads_module.RECHECK_FACTOR * extra * 2)
