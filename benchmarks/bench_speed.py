@@ -187,7 +187,8 @@ def worker_torch(case: str, samples: int, threads: str) -> dict:
     start = time.perf_counter()
     run(len(x))
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "samples": len(x), "threads": torch.get_num_threads()}
+    return {"seconds": seconds, "samples": len(x), "threads": torch.get_num_threads(),
+            "version": torch.__version__}
 
 
 def worker_compile() -> dict:
@@ -270,6 +271,8 @@ def rounds(contenders: list[tuple], reps: int, case: str, samples: int | str,
             for c in cases:
                 results[c][label].append(out[c]["samples"] / out[c]["seconds"])
                 THREADS[contender] = out[c].get("threads", "?")
+                if "version" in out[c]:
+                    THREADS["torch version"] = out[c]["version"]
         for c in cases:
             print(f"  {c} rep {r + 1}/{reps}: " + ", ".join(
                 f"{k} {v[-1]:,.0f}/s" for k, v in results[c].items()), flush=True)
@@ -397,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{sgemm_all:.0f} GFLOP/s on all threads, {sgemm_one:.0f} on one. Default "
                  f"threads: NumPy's BLAS {THREADS.get('chainrule', '?')} (what "
                  f"`threads=\"auto\"` chooses among, with 1), PyTorch "
-                 f"{THREADS.get('torch', '?')}.")
+                 f"{THREADS.get('torch', '?')} (PyTorch {THREADS.get('torch version', '?')}).")
     lines.append("")
     lines.append(f"First use of the kernels (numba's import plus compiling every kernel a float32 "
                  f"MLP step with SGD, one-sample steps and Adam need): {cold:.1f} s with an empty "

@@ -385,15 +385,32 @@ def test_use_switches_paths_and_names_bad_modes(path, monkeypatch):
     assert not kernels.enabled()  # auto without numba: the NumPy path
 
 
-def test_environment_variable_chooses_the_path():
+def test_environment_variable_chooses_the_path(tmp_path):
     code = "from chainrule import kernels; print(kernels.mode(), kernels.enabled())"
     for value, expected in (("numpy", "numpy False"),):  # (auto is this session's own default)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env={**os.environ, "CHAINRULE_KERNELS": value}, timeout=120)
         assert out.stdout.split() == expected.split(), out.stderr
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    # A bad value: importing works, the first question about the path says what is wrong,
+    # and kernels.use() replaces the bad setting.
+    bad = ("import chainrule\nfrom chainrule import kernels\n"
+           "try:\n    kernels.enabled()\nexcept ValueError as e:\n    print('refused:', e)\n"
+           "kernels.use('numpy'); print(kernels.enabled())")
+    out = subprocess.run([sys.executable, "-c", bad], capture_output=True, text=True,
                          env={**os.environ, "CHAINRULE_KERNELS": "gpu"}, timeout=120)
-    assert out.returncode != 0 and "CHAINRULE_KERNELS must be one of" in out.stderr
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "refused: CHAINRULE_KERNELS must be one of auto, numba, numpy, got 'gpu'", "False"]
+    # The command line says it in one line (exit status 1), not with a traceback.
+    out = subprocess.run([sys.executable, "-m", "chainrule", "train", "--epochs", "1",
+                          "--limit", "200", "--validation", "50", "-q", "--out",
+                          "unused.safetensors"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "CHAINRULE_KERNELS": "gpu"})
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "chainrule: error: CHAINRULE_KERNELS must be one of auto, numba, numpy, got 'gpu'")
+    assert "Traceback" not in out.stderr
 
 
 def test_fused_step_gives_dense_shape_errors(path):

@@ -5,6 +5,8 @@ Correctness only; timings live in benchmarks/.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -431,3 +433,16 @@ def test_auto_spaces_its_re_checks_by_what_the_probe_costs(monkeypatch):
     assert policy.choice == 1
     extra = (10.0 - 1.0) * (1 + threads_module.PROBE_STEPS)
     assert policy._next_probe == pytest.approx(fake.now + threads_module.RECHECK_FACTOR * extra * 2)
+
+
+def test_more_threads_than_cores_is_warned_about_where_the_user_asked():
+    net = _net(sizes=(4, 3))
+    x, y = np.zeros((8, 4), np.float32), np.arange(8) % 3
+    cores = threads_module.usable_cores()
+    with pytest.warns(RuntimeWarning, match=f"threads={cores + 1} is more than the {cores} cores") \
+            as caught:
+        net.fit(x, y, verbose=0, threads=cores + 1)
+    assert caught[0].filename == __file__  # the user's line, not chainrule's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.fit(x, y, verbose=0, threads=cores)

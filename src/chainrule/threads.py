@@ -41,7 +41,10 @@ for bit-for-bit repeatable runs (and when resuming must repeat a run exactly).
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +86,23 @@ def _blas() -> list:
     return _controllers
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning from the caller of this name the first frame outside chainrule."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def blas_threads() -> int:
     """The BLAS thread count chainrule treats as "all" (the BLAS's default when first asked)."""
     _blas()
@@ -119,6 +139,13 @@ class ThreadPolicy:
             self.candidates = [1] if work < MIN_WORK or all_threads <= 1 else [1, all_threads]
         elif isinstance(threads, (int, np.integer)) and not isinstance(threads, bool) and threads >= 1:
             self.candidates = [int(threads)]
+            cores = usable_cores()
+            if threads > cores:
+                warnings.warn(
+                    f"threads={int(threads)} is more than the {cores} cores this process may use: "
+                    f"BLAS threads beyond that wait for one another and slow every step down "
+                    f"(use at most {cores}, or threads='auto')", RuntimeWarning,
+                    stacklevel=_caller_level())
         else:
             raise ValueError(f"threads must be 'auto' or an integer >= 1, got {threads!r}")
         self.choice = self.candidates[0]

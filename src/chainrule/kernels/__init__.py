@@ -15,7 +15,9 @@ Choosing the path
 - ``CHAINRULE_KERNELS=numpy`` in the environment (read at import) forces the
   NumPy code; ``CHAINRULE_KERNELS=numba`` insists on the kernels (an error if
   numba is missing); unset or ``auto``, the kernels are used when numba is
-  installed.
+  installed. Any other value raises ``ValueError`` naming the choices (and
+  ``numba`` without numba, ``ImportError``) when a step first asks which
+  path to run (``enabled()``), not at import.
 - ``chainrule.kernels.use("numpy" | "numba" | "auto")`` does the same at run
   time and returns the previous setting; ``enabled()`` says which path runs.
 
@@ -55,12 +57,12 @@ def use(mode: str) -> str:
     ``ValueError`` for another name and ``ImportError`` for ``"numba"``
     without numba installed.
     """
-    global _mode, _active
+    global _mode, _active, _env_error
     if mode not in _MODES:
         raise ValueError(f"kernel mode must be one of {', '.join(_MODES)}, got {mode!r}")
     if mode == "numba" and not available():
         raise ImportError('the numba kernels need numba: pip install "chainrule[fast]"')
-    previous, _mode, _active = _mode, mode, None
+    previous, _mode, _active, _env_error = _mode, mode, None, None
     return previous
 
 
@@ -73,6 +75,8 @@ def enabled() -> bool:
     """Whether training steps run the numba kernels now."""
     global _active
     if _active is None:
+        if _env_error is not None:
+            raise _env_error
         _active = _mode != "numpy" and available()
     return _active
 
@@ -112,6 +116,13 @@ def train_step(network: Any, x: Any, y: Any, checked: bool = False) -> float:
 
 _step: Any = None
 _env = os.environ.get("CHAINRULE_KERNELS", "auto").strip().lower() or "auto"
-if _env not in _MODES:
-    raise ValueError(f"CHAINRULE_KERNELS must be one of {', '.join(_MODES)}, got {_env!r}")
-use(_env)
+#: A bad CHAINRULE_KERNELS is reported when a step first asks which path to run (not at
+#: import, so that the command line can say so in one line); ``use()`` clears it.
+_env_error: Exception | None = None
+if _env in _MODES:
+    try:
+        use(_env)
+    except ImportError as error:  # CHAINRULE_KERNELS=numba without numba
+        _env_error = ImportError(f"CHAINRULE_KERNELS=numba: {error}")
+else:
+    _env_error = ValueError(f"CHAINRULE_KERNELS must be one of {', '.join(_MODES)}, got {_env!r}")
