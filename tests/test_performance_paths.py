@@ -246,6 +246,7 @@ def test_auto_rechecks_after_its_interval(monkeypatch):
 
 def test_small_steps_stay_on_one_thread_and_fixed_counts_are_kept(monkeypatch):
     _FakeBlas(monkeypatch, default=4)
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 4)  # a four-core machine
     assert threads_module.ThreadPolicy("auto", work=threads_module.MIN_WORK - 1).candidates == [1]
     assert threads_module.ThreadPolicy("auto", work=threads_module.MIN_WORK).candidates == [1, 4]
     assert threads_module.ThreadPolicy(3).candidates == [3]
