@@ -224,8 +224,7 @@ class Network:
         step is not applied and ``NonFiniteLossError`` is raised, so the
         weights stay finite.
         """
-        if (sample_weight is None and class_weight is None and kernels.enabled()
-                and not getattr(self, "keep_caches", False)):  # HealthCheck reads the caches
+        if sample_weight is None and class_weight is None and self._kernel_path():
             return kernels.train_step(self, x, y)  # the same step with fused elementwise work
         with threaded_matmul:  # large products of this step run on two cores
             loss = self.loss.forward(self.forward(x, training=True), y,
@@ -255,9 +254,14 @@ class Network:
         a small network. Only the kernel path skips it (the NumPy path stays
         the reference and checks as always).
         """
-        if kernels.enabled() and not getattr(self, "keep_caches", False):
+        if self._kernel_path():
             return kernels.train_step(self, x, y, checked=True)
         return self.train_step(x, y)
+
+    def _kernel_path(self) -> bool:
+        """Whether a step runs the fused kernels: numba is on, and no HealthCheck reads the
+        layers' caches (``keep_caches``), which the NumPy path writes as it goes."""
+        return kernels.enabled() and not getattr(self, "keep_caches", False)
 
     # -- inference ------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,6 +25,18 @@ def _check(name: str, value: float, low: float = 0.0, high: float | None = None)
         bound = f"in [{low}, {high})" if high is not None else f">= {low}"
         raise ValueError(f"invalid {name} {value!r}: must be {bound}")
     return value
+
+
+class _Views(NamedTuple):
+    """``Optimizer._flat_views``'s cache: the views, and what they were made from."""
+
+    key: tuple  # ids of every array, and the decays
+    views: tuple | None  # flat parameters, gradients, state and decays; None for odd layouts
+    params: Sequence[np.ndarray]  # the lists the views were made from (identity checks)
+    grads: Sequence[np.ndarray]
+    state: list  # the optimizer's state list at the time
+    state_arrays: list  # (state dict, name, array) for every state array in it
+    decay: tuple  # (weight_decay, decay_1d)
 
 
 class Optimizer:
@@ -78,24 +90,23 @@ class Optimizer:
         (the kernels take flat views of one type).
         """
         decay = (getattr(self, "weight_decay", 0.0), getattr(self, "decay_1d", True))
-        cached = getattr(self, "_views", None)
+        cached: _Views | None = getattr(self, "_views", None)
         # The kernel step passes the same two lists every step: then only the state
         # arrays (rebuilt, loaded, cast by Network.astype, or replaced by hand) and the
         # decays can have changed, and comparing those by identity is cheap.
-        if cached is not None and cached[2] is params and cached[3] is grads \
-                and cached[4][0] is self.state and cached[5] == decay \
-                and all(d.get(n) is a for d, n, a in cached[4][1]):
-            return cached[1]
+        if cached is not None and cached.params is params and cached.grads is grads \
+                and cached.state is self.state and cached.decay == decay \
+                and all(d.get(n) is a for d, n, a in cached.state_arrays):
+            return cached.views
         # The decays are part of the key: weight_decay may change between steps (a
         # callback, or chainrule.sklearn's alpha / batch weight before every batch).
         key = (*map(id, params), *map(id, grads),
                *(id(s[name]) if name in s else 0 for s in self.state for name in names),
                *decay)
-        # (state list, [(its dict, name, array)]): what the cheap check above compares
-        states = (self.state, [(s, n, s[n]) for s in self.state for n in names if n in s])
-        if cached is not None and cached[0] == key:
-            self._views = (key, cached[1], params, grads, states, decay)
-            return cached[1]
+        state_arrays = [(s, n, s[n]) for s in self.state for n in names if n in s]
+        if cached is not None and cached.key == key:
+            self._views = _Views(key, cached.views, params, grads, self.state, state_arrays, decay)
+            return cached.views
         views = None
         dtype = params[0].dtype if params else None
         empty = _EMPTY.get(dtype)
@@ -108,7 +119,7 @@ class Optimizer:
             )
             decays = np.array([self._decay(p) for p in params], dtype=dtype)
             views = (*flat, *state, decays)
-        self._views = (key, views, params, grads, states, decay)
+        self._views = _Views(key, views, params, grads, self.state, state_arrays, decay)
         return views
 
     def _decay(self, p: np.ndarray) -> float:
