@@ -153,14 +153,7 @@ def run(args: argparse.Namespace) -> int:
     saved = None
     if args.resume:
         saved, network, recipe = _resume(args, recipe)
-    (x, y), (x_test, y_test) = load_data(args.data)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
-    if recipe.validation >= len(x):
-        raise ValueError(
-            f"cannot hold out {recipe.validation:,} digits for validation from {len(x):,} "
-            "training digits; use a smaller --validation (or a larger --limit)"
-        )
+    (x, y), (x_test, y_test) = _training_data(args, recipe.validation)
     n_classes = int(max(y.max(), y_test.max())) + 1
     if saved is not None:
         check_input_width(network, args.resume, x.shape[1], "the training images have")
@@ -269,14 +262,7 @@ def _run_cnn(args: argparse.Namespace, started: float) -> int:
         saved = load_checkpoint(args.resume)
         if not saved.build_network().takes_images:
             raise ValueError(f"{args.resume} holds an MLP; resume it without --model cnn")
-    (x, y), (x_test, y_test) = load_data(args.data)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
-    if recipe.validation >= len(x):
-        raise ValueError(
-            f"cannot hold out {recipe.validation:,} digits for validation from {len(x):,} "
-            "training digits; use a smaller --validation (or a larger --limit)"
-        )
+    (x, y), (x_test, y_test) = _training_data(args, recipe.validation)
     if (args.out is None and out.exists()
             and (recipe != CNNRecipe() or args.data is not None or args.limit is not None)):
         raise ValueError(
@@ -372,6 +358,22 @@ def _check_shift(max_shift: int) -> None:
         raise ValueError(f"--shift {max_shift} is too large: shifts of 0 to 13 pixels fit the "
                          "28x28 digits") from None
 
+
+
+def _training_data(args: argparse.Namespace, validation: int) -> tuple[tuple, tuple]:
+    """The training and test digits for ``args.data``, the training set cut to ``--limit``.
+
+    Raises ``ValueError`` when ``validation`` digits cannot be held out of it.
+    """
+    (x, y), test = load_data(args.data)
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    if validation >= len(x):
+        raise ValueError(
+            f"cannot hold out {validation:,} digits for validation from {len(x):,} "
+            "training digits; use a smaller --validation (or a larger --limit)"
+        )
+    return (x, y), test
 
 
 def _check_outputs(args: argparse.Namespace, out: Path, max_shift: int) -> Path:
