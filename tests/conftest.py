@@ -11,3 +11,15 @@ import pytest
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def kernel_path(request):
+    """Run the test once on each step path: NumPy, then the numba kernels (skipped without numba)."""
+    from chainrule import kernels
+
+    if request.param == "numba" and not kernels.available():
+        pytest.skip("the numba kernels need the 'fast' extra")
+    saved = kernels.use(request.param)
+    yield request.param
+    kernels.use(saved)

@@ -8,17 +8,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import kernels
 from chainrule.network import check_tensors
-
-PATHS = ["numpy"] + (["numba"] if kernels.available() else [])
-
-
-@pytest.fixture(params=PATHS)
-def path(request):
-    saved = kernels.use(request.param)
-    yield request.param
-    kernels.use(saved)
 
 
 def linear_net(**kwargs):
@@ -29,7 +19,7 @@ def linear_net(**kwargs):
     return cr.Network([layer], dtype="float64", **kwargs)
 
 
-def test_train_step_by_hand(path):
+def test_train_step_by_hand(kernel_path):
     net = linear_net(optimizer=cr.SGD(lr=0.1))
     x = np.array([[1.0, 1.0], [2.0, 0.0]])
     y = np.array([[3.0, -1.0], [2.0, 1.0]])
@@ -41,7 +31,7 @@ def test_train_step_by_hand(path):
     assert net.optimizer.steps == 1
 
 
-def test_train_step_with_weights_and_two_layers(path):
+def test_train_step_with_weights_and_two_layers(kernel_path):
     first = cr.Dense(2, 1, bias=False)
     first.weight = [[1.0, -1.0]]
     second = cr.Dense(1, 1, bias=False)
@@ -60,7 +50,7 @@ def test_train_step_with_weights_and_two_layers(path):
     np.testing.assert_allclose(first.weight, [[0.75, 0.125]])
 
 
-def test_non_finite_loss_leaves_the_weights(path):
+def test_non_finite_loss_leaves_the_weights(kernel_path):
     net = linear_net(optimizer=cr.SGD(lr=0.1))
     before = net.layers[0].weight.copy()
     with pytest.raises(cr.errors.NonFiniteLossError, match=r"^the loss is inf; the weights were "
@@ -191,7 +181,7 @@ def test_check_tensors_messages():
         check_tensors(expected, {**good, "0.bias": np.array([0.0, np.inf])})
 
 
-def test_astype_converts_parameters_and_optimizer_state(path):
+def test_astype_converts_parameters_and_optimizer_state(kernel_path):
     net = linear_net(optimizer=cr.Adam(lr=0.1))
     net.train_step(np.ones((1, 2)), np.zeros((1, 2)))
     assert net.astype("float32") is net and net.dtype == np.float32
@@ -477,7 +467,7 @@ def test_predict_writes_no_cache():
         net.backward(np.ones((3, 2)))
 
 
-def test_train_step_trains_whatever_the_mode(path):
+def test_train_step_trains_whatever_the_mode(kernel_path):
     dense = cr.Dense(2, 1, bias=False)
     dense.weight = [[1.0, 1.0]]
     net = cr.Network([cr.Dropout(0.5, seed=0), dense], optimizer=cr.SGD(lr=0.0),
@@ -494,7 +484,7 @@ def test_new_network_is_not_stopping():
     assert linear_net().stop_training is False
 
 
-def test_one_image_train_step(path):
+def test_one_image_train_step(kernel_path):
     def make():
         return cr.Network([cr.Conv2D(1, 2, 2, seed=0), cr.Flatten(), cr.Dense(8, 1, seed=1)],
                           optimizer=cr.SGD(lr=0.1), dtype="float64")

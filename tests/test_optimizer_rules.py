@@ -15,17 +15,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import kernels
 from chainrule.optimizers import get_optimizer
-
-PATHS = ["numpy"] + (["numba"] if kernels.available() else [])
-
-
-@pytest.fixture(params=PATHS)
-def path(request):
-    saved = kernels.use(request.param)
-    yield request.param
-    kernels.use(saved)
 
 
 def sgd_reference(p, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -64,7 +54,7 @@ def run(opt, start, grads, dtype=np.float64, shape=(2, 3)):
 
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_sgd_momentum_several_steps(path, nesterov, weight_decay):
+def test_sgd_momentum_several_steps(kernel_path, nesterov, weight_decay):
     opt = cr.SGD(lr=0.1, momentum=0.8, nesterov=nesterov, weight_decay=weight_decay)
     p = run(opt, 1.5, GRADS)
     expected = sgd_reference(1.5, GRADS, 0.1, 0.8, nesterov, weight_decay)
@@ -72,14 +62,14 @@ def test_sgd_momentum_several_steps(path, nesterov, weight_decay):
     assert opt.steps == len(GRADS)
 
 
-def test_nesterov_by_hand(path):
+def test_nesterov_by_hand(kernel_path):
     # b1 = 1, step = 1 + 0.5*1 = 1.5, p = 2 - 0.15 = 1.85
     # b2 = 0.5*1 + (-2) = -1.5, step = -2 + 0.5*(-1.5) = -2.75, p = 1.85 + 0.275 = 2.125
     opt = cr.SGD(lr=0.1, momentum=0.5, nesterov=True)
     np.testing.assert_allclose(run(opt, 2.0, [1.0, -2.0]), 2.125, rtol=1e-12)
 
 
-def test_sgd_weight_decay_with_momentum_by_hand(path):
+def test_sgd_weight_decay_with_momentum_by_hand(kernel_path):
     # g1 = 1 + 0.5*2 = 2, b1 = 2, p = 2 - 0.2 = 1.8
     # g2 = 0 + 0.5*1.8 = 0.9, b2 = 0.5*2 + 0.9 = 1.9, p = 1.8 - 0.19 = 1.61
     opt = cr.SGD(lr=0.1, momentum=0.5, weight_decay=0.5)
@@ -88,21 +78,21 @@ def test_sgd_weight_decay_with_momentum_by_hand(path):
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])
 @pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.8)])
-def test_adam_several_steps(path, weight_decay, betas):
+def test_adam_several_steps(kernel_path, weight_decay, betas):
     opt = cr.Adam(lr=0.05, betas=betas, eps=1e-3, weight_decay=weight_decay)
     p = run(opt, 1.5, GRADS)
     expected = adam_reference(1.5, GRADS, 0.05, *betas, 1e-3, weight_decay)
     np.testing.assert_allclose(p, expected, rtol=1e-12)
 
 
-def test_adam_weight_decay_by_hand(path):
+def test_adam_weight_decay_by_hand(kernel_path):
     # One step: g = 0 + 0.5*2 = 1; m_hat = 1, v_hat = 1; p = 2 - 0.1 * 1 / (1 + 1) = 1.95
     # (AdamW would give 2 - 0.1 * (0 + 0.5 * 2) ... with g = 0 no Adam step at all: 1.9)
     opt = cr.Adam(lr=0.1, eps=1.0, weight_decay=0.5)
     np.testing.assert_allclose(run(opt, 2.0, [0.0]), 1.95, rtol=1e-12)
 
 
-def test_adam_eps_is_added_after_the_square_root(path):
+def test_adam_eps_is_added_after_the_square_root(kernel_path):
     # g = 4: m_hat = 4, v_hat = 16; p = 1 - 1 * 4 / (4 + 4) = 0.5
     opt = cr.Adam(lr=1.0, eps=4.0)
     np.testing.assert_allclose(run(opt, 1.0, [4.0]), 0.5, rtol=1e-12)
@@ -112,7 +102,7 @@ def test_adam_eps_is_added_after_the_square_root(path):
     lambda decay_1d: cr.SGD(lr=0.1, momentum=0.5, weight_decay=0.5, decay_1d=decay_1d),
     lambda decay_1d: cr.Adam(lr=0.1, weight_decay=0.5, decay_1d=decay_1d),
 ])
-def test_decay_1d_false_spares_only_vectors(path, make):
+def test_decay_1d_false_spares_only_vectors(kernel_path, make):
     grads = [0.0, 1.0, -0.5]
     weight = np.full((2, 2), 2.0)
     bias = np.full(2, 2.0)
@@ -131,7 +121,7 @@ def test_decay_1d_false_spares_only_vectors(path, make):
                                rtol=1e-12)
 
 
-def test_weight_decay_changed_between_steps_takes_effect(path):
+def test_weight_decay_changed_between_steps_takes_effect(kernel_path):
     # chainrule.sklearn and callbacks change weight_decay between batches: the
     # kernels' cached views must not keep the old value.
     p = np.full((2, 2), 2.0)
@@ -149,7 +139,7 @@ def test_weight_decay_changed_between_steps_takes_effect(path):
     np.testing.assert_allclose(p, 1.9 - 0.1 * 0.5 * 1.9, rtol=1e-12)
 
 
-def test_toggling_decay_1d_on_the_same_arrays_takes_effect(path):
+def test_toggling_decay_1d_on_the_same_arrays_takes_effect(kernel_path):
     w, b = np.full((2, 2), 2.0), np.full(2, 2.0)
     gw, gb = np.zeros((2, 2)), np.zeros(2)
     opt = cr.SGD(lr=0.1, weight_decay=0.5, decay_1d=False)
@@ -160,7 +150,7 @@ def test_toggling_decay_1d_on_the_same_arrays_takes_effect(path):
     np.testing.assert_allclose(b, 1.9, rtol=1e-12)
 
 
-def test_reset_then_the_same_arrays_start_afresh(path):
+def test_reset_then_the_same_arrays_start_afresh(kernel_path):
     p, g = np.full((2, 2), 1.0), np.full((2, 2), 2.0)
     opt = cr.SGD(lr=0.1, momentum=0.9)
     opt.step([p], [g])  # buffer 2, p = 0.8
@@ -175,13 +165,13 @@ def test_reset_then_the_same_arrays_start_afresh(path):
     np.testing.assert_allclose(q, 1.0, rtol=1e-6)
 
 
-def test_no_parameters_is_a_step_that_changes_nothing(path):
+def test_no_parameters_is_a_step_that_changes_nothing(kernel_path):
     for opt in (cr.SGD(momentum=0.5), cr.Adam()):
         opt.step([], [])
         assert opt.steps == 1 and opt.state == []
 
 
-def test_float16_parameters_take_the_numpy_rule(path):
+def test_float16_parameters_take_the_numpy_rule(kernel_path):
     p = np.full((2, 2), 1.5, np.float16)
     opt = cr.SGD(lr=0.125, momentum=0.5)
     for g in (0.5, -1.5):
@@ -190,7 +180,7 @@ def test_float16_parameters_take_the_numpy_rule(path):
     np.testing.assert_allclose(p, sgd_reference(1.5, [0.5, -1.5], 0.125, 0.5), rtol=1e-3)
 
 
-def test_float32_steps_match_float64(path):
+def test_float32_steps_match_float64(kernel_path):
     opt32 = cr.Adam(lr=0.05, weight_decay=0.05)
     opt64 = cr.Adam(lr=0.05, weight_decay=0.05)
     p32 = run(opt32, 1.5, GRADS, np.float32)
@@ -199,7 +189,7 @@ def test_float32_steps_match_float64(path):
     np.testing.assert_allclose(p32, p64, rtol=1e-6)
 
 
-def test_non_contiguous_parameters_take_the_numpy_rule(path):
+def test_non_contiguous_parameters_take_the_numpy_rule(kernel_path):
     # A transposed view is not C-contiguous: the kernels decline it and _update runs.
     base = np.full((3, 2), 1.5)
     p = base.T
@@ -222,7 +212,7 @@ class HalfAdam(cr.Adam):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_subclass_rule_is_used_on_every_path(path, dtype):
+def test_a_subclass_rule_is_used_on_every_path(kernel_path, dtype):
     p = np.full((2, 2), 1.0, dtype)
     SignSGD(lr=0.25).step([p], [np.full((2, 2), -3.0, dtype)])
     np.testing.assert_array_equal(p, 1.25)
@@ -230,7 +220,7 @@ def test_a_subclass_rule_is_used_on_every_path(path, dtype):
     np.testing.assert_array_equal(p, 1.0)
 
 
-def test_adam_on_non_contiguous_and_mixed_dtype_parameters(path):
+def test_adam_on_non_contiguous_and_mixed_dtype_parameters(kernel_path):
     base = np.full((3, 2), 1.5)
     p = base.T  # not C-contiguous: the NumPy rule
     opt = cr.Adam(lr=0.05, betas=(0.5, 0.8), eps=1e-3)
@@ -246,7 +236,7 @@ def test_adam_on_non_contiguous_and_mixed_dtype_parameters(path):
     np.testing.assert_allclose(b, expected, rtol=1e-6)
 
 
-def test_reset_forgets_momentum_and_step_count(path):
+def test_reset_forgets_momentum_and_step_count(kernel_path):
     opt = cr.Adam(lr=0.1)
     p = np.ones((2, 2))
     opt.step([p], [np.ones((2, 2))])
