@@ -43,20 +43,9 @@ import sys
 import tempfile
 import time
 
+from _threads import pin_threads  # benchmarks/_threads.py, beside this script
 
-def _threads(argv: list[str]) -> int:
-    threads = 2
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            threads = int(argv[i + 1])
-        elif arg.startswith("--threads="):
-            threads = int(arg.split("=", 1)[1])
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    return threads
-
-
-THREADS = _threads(sys.argv[1:])  # before NumPy starts its thread pool
+THREADS = pin_threads(sys.argv[1:])  # before NumPy starts its thread pool
 
 import numpy as np  # noqa: E402
 
